@@ -1,0 +1,36 @@
+"""``python -m app``: start the gateway with uvicorn, honouring HOST, PORT, LOG_LEVEL and GATEWAY_CONFIG."""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+
+from app.config import ConfigError, load_config
+from app.logs import uvicorn_log_config
+from app.settings import Settings, SettingsError
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+        load_config(settings.config_path)  # fail before uvicorn starts, with a message, not a traceback
+    except (SettingsError, ConfigError) as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=uvicorn_log_config(settings.log_level),
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The optional YAML config file named by GATEWAY_CONFIG, with ${VAR} and ${VAR:-default} interpolation.
+
+Bad configuration stops start-up with a message naming the key and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import yaml
+
+from providers.router import Deployment
+
+MIB = 1024 * 1024
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(ValueError):
+    """The config file cannot be used; the message says which key and why."""
+
+
+class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * MIB)] = 8 * MIB
+
+
+class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    limits: Limits = Limits()
+    models: dict[str, Deployment] = {}
+
+
+def load_config(path: str | None, environ: Mapping[str, str] = os.environ) -> GatewayConfig:
+    if path is None:
+        return GatewayConfig()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"GATEWAY_CONFIG names {path!r}, which cannot be read: {exc.strerror}.") from exc
+    return parse_config(text, source=path, environ=environ)
+
+
+def parse_config(text: str, *, source: str, environ: Mapping[str, str]) -> GatewayConfig:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Config file {source} is not valid YAML: {exc}") from exc
+    try:
+        return msgspec.convert(interpolate(data or {}, environ), GatewayConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"Config file {source}: {describe(exc)}") from exc
+
+
+def interpolate(value: Any, environ: Mapping[str, str]) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string value; an unset VAR without default is empty."""
+    if isinstance(value, str):
+        return VARIABLE.sub(lambda m: environ.get(m.group(1)) or (m.group(2) or ""), value)
+    if isinstance(value, dict):
+        return {key: interpolate(item, environ) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, environ) for item in value]
+    return value
+
+
+def describe(exc: msgspec.ValidationError) -> str:
+    """msgspec's '... - at `$.models.fast`' as '... at key models.fast'."""
+    message, _, path = str(exc).partition(" - at `$")
+    return f"{message} at key {path.rstrip('`').lstrip('.')}" if path else message
+
+
+def check_providers(config: GatewayConfig, providers: Collection[str]) -> None:
+    for name, deployment in config.models.items():
+        if deployment.provider not in providers:
+            raise ConfigError(
+                f"Config key models.{name}.provider names {deployment.provider!r}, which is not a "
+                f"provider this gateway has; it has {', '.join(sorted(providers))}."
+            )

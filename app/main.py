@@ -1,0 +1,48 @@
+"""The ASGI application: routes from openapi.yaml, the middleware, and the providers' lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from app.config import GatewayConfig, check_providers, load_config
+from app.errors import EXCEPTION_HANDLERS
+from app.gateway import Gateway
+from app.logs import configure_logging
+from app.middleware import RequestContextMiddleware
+from app.openapi import build_routes, load_spec
+from app.routes import HANDLERS
+from app.settings import Settings
+from providers.router import Router
+from providers.simulated import SimulatedProvider
+
+
+def create_app(config: GatewayConfig | None = None) -> Starlette:
+    """Build the gateway; without ``config``, read the file GATEWAY_CONFIG names (if any)."""
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    if config is None:
+        config = load_config(settings.config_path)
+    providers = [SimulatedProvider()]
+    check_providers(config, [p.name for p in providers])
+    spec, raw_spec = load_spec()
+    router = Router(providers, config.models)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await router.aclose()
+
+    app = Starlette(
+        routes=build_routes(spec, HANDLERS),
+        middleware=[Middleware(RequestContextMiddleware)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.gateway = Gateway(router, config, raw_spec)
+    return app

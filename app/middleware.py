@@ -1,0 +1,91 @@
+"""Pure ASGI middleware: the request id and the one access-log line per request.
+
+Both jobs share one ``send`` wrapper, so a streamed chunk passes through a single extra call.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import REQUEST_ID_KEY
+
+ACCESS_KEY = "gateway.access"
+SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+log = structlog.get_logger("gateway.access")
+
+
+class AccessRecord:
+    """What the handler learns about a request that the access log should say."""
+
+    __slots__ = ("start", "status", "model", "streamed", "ttft_ms", "chunks", "error")
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.status = 500
+        self.model: str | None = None
+        self.streamed = False
+        self.ttft_ms: float | None = None
+        self.chunks = 0
+        self.error: str | None = None
+
+    def mark_first_token(self) -> None:
+        self.ttft_ms = round((time.perf_counter() - self.start) * 1000, 2)
+
+
+def request_id_from(scope: Scope) -> str:
+    """The client's X-Request-ID when it is sane, else a new one."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            if SANE_REQUEST_ID.fullmatch(value):
+                return value.decode("ascii")
+            break
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_from(scope)
+        header = (b"x-request-id", request_id.encode("ascii"))
+        record = AccessRecord()
+        scope[REQUEST_ID_KEY] = request_id
+        scope[ACCESS_KEY] = record
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                record.status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                write_access_log(scope, record)
+
+
+def write_access_log(scope: Scope, record: AccessRecord) -> None:
+    fields: dict[str, object] = {
+        "method": scope["method"],
+        "path": scope["path"],
+        "status": record.status,
+        "duration_ms": round((time.perf_counter() - record.start) * 1000, 2),
+    }
+    if record.model is not None:
+        fields["model"] = record.model
+    if record.streamed:
+        fields["ttft_ms"] = record.ttft_ms
+        fields["chunks"] = record.chunks
+    if record.error is not None:
+        fields["error"] = record.error
+    log.info("request", **fields)

@@ -1,0 +1,46 @@
+"""Routes bound from openapi.yaml: each operationId names its handler, so spec and server cannot drift."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from starlette.routing import Route
+
+SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+Handler = Callable[..., Any]
+
+
+class SpecError(LookupError):
+    """openapi.yaml and the handlers disagree."""
+
+
+def load_spec(path: Path = SPEC_PATH) -> tuple[dict[str, Any], bytes]:
+    raw = path.read_bytes()
+    return yaml.safe_load(raw), raw
+
+
+def operations(spec: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """(path, METHOD, operationId) for every operation in the spec."""
+    for path, item in spec["paths"].items():
+        for method in HTTP_METHODS:
+            if method in item:
+                yield path, method.upper(), item[method]["operationId"]
+
+
+def build_routes(spec: Mapping[str, Any], handlers: Mapping[str, Handler]) -> list[Route]:
+    routes, bound = [], set()
+    for path, method, operation_id in operations(spec):
+        handler = handlers.get(operation_id)
+        if handler is None:
+            raise SpecError(f"openapi.yaml operation {operation_id} ({method} {path}) has no handler.")
+        routes.append(Route(path, handler, methods=[method], name=operation_id))
+        bound.add(operation_id)
+    unbound = sorted(set(handlers) - bound)
+    if unbound:
+        raise SpecError(f"Handlers {', '.join(unbound)} have no operation in openapi.yaml.")
+    return routes

@@ -1,0 +1,48 @@
+"""Process settings read from the environment: where to listen, how much to log, which config file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+DEFAULT_HOST, DEFAULT_PORT, DEFAULT_LOG_LEVEL = "127.0.0.1", 8000, "info"
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the gateway cannot use."""
+
+
+class Settings(msgspec.Struct, frozen=True):
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    log_level: str = DEFAULT_LOG_LEVEL
+    config_path: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        return cls(
+            host=environ.get("HOST") or DEFAULT_HOST,
+            port=parse_port(environ.get("PORT")),
+            log_level=parse_log_level(environ.get("LOG_LEVEL")),
+            config_path=environ.get("GATEWAY_CONFIG") or None,
+        )
+
+
+def parse_port(raw: str | None) -> int:
+    if not raw:
+        return DEFAULT_PORT
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SettingsError(f"PORT must be a whole number from 1 to 65535, got {raw!r}.")
+    return int(raw)
+
+
+def parse_log_level(raw: str | None) -> str:
+    if not raw:
+        return DEFAULT_LOG_LEVEL
+    level = raw.lower()
+    if level not in LOG_LEVELS:
+        raise SettingsError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {raw!r}.")
+    return level

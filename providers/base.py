@@ -1,0 +1,121 @@
+"""Types shared by every provider and by the HTTP side: canonical events, the protocol, the errors.
+
+A vendor's dialect never leaves its own module: each provider turns its upstream stream into the
+small event structs below, and the HTTP side encodes those for the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Literal, Protocol
+
+import msgspec
+
+from providers.request import ChatRequest
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+class Start(msgspec.Struct, frozen=True):
+    """The upstream accepted the request; the response status can be committed."""
+
+
+class TextDelta(msgspec.Struct, frozen=True):
+    text: str
+
+
+class ReasoningDelta(msgspec.Struct, frozen=True):
+    text: str
+
+
+class ToolCallStart(msgspec.Struct, frozen=True):
+    index: int
+    id: str
+    name: str
+
+
+class ToolCallDelta(msgspec.Struct, frozen=True):
+    index: int
+    arguments: str
+
+
+class Usage(msgspec.Struct, frozen=True):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Finish(msgspec.Struct, frozen=True):
+    reason: FinishReason
+
+
+Event = Start | TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | Usage | Finish
+
+# Events that carry part of the answer: they count for time to first token and idle timeouts.
+CONTENT_EVENTS = (TextDelta, ReasoningDelta, ToolCallStart, ToolCallDelta)
+
+
+class Provider(Protocol):
+    """One upstream vendor. ``stream`` yields ``Start`` once the upstream accepted the request."""
+
+    name: str
+    models: tuple[str, ...]
+
+    def stream(self, request: ChatRequest, model: str) -> AsyncGenerator[Event, None]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ProviderError(Exception):
+    """An upstream failure, carrying the HTTP status and error code the client should see."""
+
+    status: int = 502
+    type: str = "upstream_error"
+    code: str = "upstream_error"
+
+    def __init__(self, message: str, *, param: str | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.retry_after = retry_after
+
+
+class InvalidRequestError(ProviderError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class ModelNotFoundError(ProviderError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class RateLimitedError(ProviderError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limited"
+
+
+class UpstreamUnavailableError(ProviderError):
+    status = 503
+    type = "upstream_error"
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeoutError(ProviderError):
+    status = 504
+    type = "timeout_error"
+    code = "upstream_timeout"
+
+
+class StreamTruncatedError(ProviderError):
+    """The upstream stream ended without the vendor's terminator or a finish reason."""
+
+    code = "stream_truncated"

@@ -1,0 +1,169 @@
+"""The canonical chat request: OpenAI's Chat Completions body, decoded by msgspec into typed structs.
+
+Every constraint here is mirrored in ``openapi.yaml``; the contract test fails when they drift.
+Unknown fields are ignored (msgspec's default), so clients that send newer OpenAI fields still work.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+INT32_MAX = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+NonEmptyStr = Annotated[str, Meta(min_length=1)]
+TokenCount = Annotated[int, Meta(ge=1, le=INT32_MAX)]
+
+
+class TextPart(Struct, tag="text", tag_field="type"):
+    text: str
+
+
+class RefusalPart(Struct, tag="refusal", tag_field="type"):
+    refusal: str
+
+
+class ImageUrl(Struct):
+    url: NonEmptyStr
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(Struct, tag="image_url", tag_field="type"):
+    image_url: ImageUrl
+
+
+UserContent = str | list[TextPart | ImagePart]
+TextContent = str | list[TextPart]
+
+
+class FunctionCall(Struct):
+    name: str
+    arguments: str
+
+
+class ToolCall(Struct):
+    id: str
+    function: FunctionCall
+    type: Literal["function"] = "function"
+
+
+class SystemMessage(Struct, tag="system", tag_field="role"):
+    content: TextContent
+    name: str | None = None
+
+
+class DeveloperMessage(Struct, tag="developer", tag_field="role"):
+    content: TextContent
+    name: str | None = None
+
+
+class UserMessage(Struct, tag="user", tag_field="role"):
+    content: UserContent
+    name: str | None = None
+
+
+class AssistantMessage(Struct, tag="assistant", tag_field="role"):
+    content: str | list[TextPart | RefusalPart] | None = None
+    tool_calls: list[ToolCall] | None = None
+    refusal: str | None = None
+    name: str | None = None
+
+
+class ToolMessage(Struct, tag="tool", tag_field="role"):
+    content: TextContent
+    tool_call_id: str
+
+
+Message = SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | ToolMessage
+
+
+class FunctionDefinition(Struct):
+    name: Annotated[str, Meta(min_length=1, max_length=128)]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(Struct):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class ToolChoiceFunctionName(Struct):
+    name: NonEmptyStr
+
+
+class ToolChoiceFunction(Struct):
+    type: Literal["function"]
+    function: ToolChoiceFunctionName
+
+
+class ResponseFormatText(Struct, tag="text", tag_field="type"):
+    pass
+
+
+class ResponseFormatJsonObject(Struct, tag="json_object", tag_field="type"):
+    pass
+
+
+class JsonSchemaFormat(Struct):
+    name: Annotated[str, Meta(min_length=1, max_length=64)]
+    description: str | None = None
+    schema: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ResponseFormatJsonSchema(Struct, tag="json_schema", tag_field="type"):
+    json_schema: JsonSchemaFormat
+
+
+ResponseFormat = ResponseFormatText | ResponseFormatJsonObject | ResponseFormatJsonSchema
+
+
+class StreamOptions(Struct):
+    include_usage: bool = False
+
+
+class ChatRequest(Struct):
+    model: NonEmptyStr
+    messages: Annotated[list[Message], Meta(min_length=1)]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: TokenCount | None = None
+    max_completion_tokens: TokenCount | None = None
+    temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
+    stop: str | list[str] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | ToolChoiceFunction | None = None
+    parallel_tool_calls: bool | None = None
+    # Checked by the HTTP side so that n > 1 gets a message saying why, not a bare range error.
+    n: Annotated[int, Meta(ge=INT64_MIN, le=INT64_MAX)] | None = None
+    seed: Annotated[int, Meta(ge=INT64_MIN, le=INT64_MAX)] | None = None
+    user: str | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    metadata: dict[str, str] | None = None
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+    @property
+    def token_limit(self) -> int | None:
+        """The tighter of ``max_completion_tokens`` and the older ``max_tokens``."""
+        limits = [v for v in (self.max_completion_tokens, self.max_tokens) if v is not None]
+        return min(limits) if limits else None
+
+
+def message_text(content: str | list[Any] | None) -> str:
+    """The text of a message's content, whether a string or a list of parts."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    return "".join(part.text for part in content if isinstance(part, TextPart))
+
+
+CHAT_REQUEST_DECODER = msgspec.json.Decoder(ChatRequest)
