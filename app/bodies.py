@@ -84,6 +84,6 @@ def invalid_field(detail: str) -> ApiError:
     return ApiError(
         400,
         f"Invalid request body: {reason}{where}. Fix that field and retry; {SCHEMA_HINT}",
-        code="invalid_type" if reason.startswith("Expected `") else "invalid_value",
+        code="invalid_type" if ", got `" in reason else "invalid_value",
         param=path or None,
     )

@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 import yaml
@@ -17,6 +17,7 @@ import yaml
 from providers.router import Deployment
 
 MIB = 1024 * 1024
+T = TypeVar("T")
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -48,10 +49,19 @@ def parse_config(text: str, *, source: str, environ: Mapping[str, str]) -> Gatew
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"Config file {source} is not valid YAML: {exc}") from exc
+    data = interpolate(data or {}, environ)
+    # msgspec names a dict entry `[...]`, so each alias is checked on its own to name its key.
+    models = data.get("models") if isinstance(data, dict) else None
+    for name, entry in models.items() if isinstance(models, dict) else ():
+        convert(entry, Deployment, source, f"models.{name}")
+    return convert(data, GatewayConfig, source, "")
+
+
+def convert(data: Any, kind: type[T], source: str, key: str) -> T:
     try:
-        return msgspec.convert(interpolate(data or {}, environ), GatewayConfig)
+        return msgspec.convert(data, kind)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"Config file {source}: {describe(exc)}") from exc
+        raise ConfigError(f"Config file {source}: {describe(exc, key)}") from exc
 
 
 def interpolate(value: Any, environ: Mapping[str, str]) -> Any:
@@ -65,10 +75,11 @@ def interpolate(value: Any, environ: Mapping[str, str]) -> Any:
     return value
 
 
-def describe(exc: msgspec.ValidationError) -> str:
-    """msgspec's '... - at `$.models.fast`' as '... at key models.fast'."""
+def describe(exc: msgspec.ValidationError, key: str) -> str:
+    """msgspec's '... - at `$.limits.x`' as '... at key limits.x', under ``key`` when given."""
     message, _, path = str(exc).partition(" - at `$")
-    return f"{message} at key {path.rstrip('`').lstrip('.')}" if path else message
+    full = ".".join(filter(None, (key, path.rstrip("`").lstrip("."))))
+    return f"{message} at key {full}" if full else message
 
 
 def check_providers(config: GatewayConfig, providers: Collection[str]) -> None:

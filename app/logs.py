@@ -19,6 +19,17 @@ SHARED_PROCESSORS: list[structlog.typing.Processor] = [
 ]
 
 
+class StdoutSink:
+    """Writes to whatever ``sys.stdout`` is at the time, so loggers cached on first use follow a
+    redirected stdout (as test capture does) instead of holding the stream they first saw."""
+
+    def write(self, data: bytes) -> None:
+        sys.stdout.buffer.write(data)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 def configure_logging(level: str) -> None:
     structlog.configure(
         processors=[
@@ -27,7 +38,7 @@ def configure_logging(level: str) -> None:
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.BytesLoggerFactory(sys.stdout.buffer),
+        logger_factory=structlog.BytesLoggerFactory(StdoutSink()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -16,17 +16,22 @@ from app.middleware import RequestContextMiddleware
 from app.openapi import build_routes, load_spec
 from app.routes import HANDLERS
 from app.settings import Settings
+from providers.base import Provider
 from providers.router import Router
 from providers.simulated import SimulatedProvider
 
 
-def create_app(config: GatewayConfig | None = None) -> Starlette:
-    """Build the gateway; without ``config``, read the file GATEWAY_CONFIG names (if any)."""
+def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider] | None = None) -> Starlette:
+    """Build the gateway; without ``config``, read the file GATEWAY_CONFIG names (if any).
+
+    ``providers`` replaces the built-in set, so tests can put a fake upstream behind the real pipeline.
+    """
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     if config is None:
         config = load_config(settings.config_path)
-    providers = [SimulatedProvider()]
+    if providers is None:
+        providers = [SimulatedProvider()]
     check_providers(config, [p.name for p in providers])
     spec, raw_spec = load_spec()
     router = Router(providers, config.models)

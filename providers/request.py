@@ -15,7 +15,32 @@ INT32_MAX = 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
-TokenCount = Annotated[int, Meta(ge=1, le=INT32_MAX)]
+
+
+class TokenCount(int):
+    """A whole number of tokens, 1 to 2**31 - 1."""
+
+
+class Int64(int):
+    """A whole number in int64's range."""
+
+
+# JSON Schema counts 5.0 as an integer, and so do lenient clients, so whole numbers may arrive as
+# floats; msgspec's strict int rejects them, so these two types are decoded by ``whole_number``.
+WHOLE_NUMBER_RANGES: dict[type, tuple[int, int]] = {TokenCount: (1, INT32_MAX), Int64: (INT64_MIN, INT64_MAX)}
+
+
+def whole_number(kind: type, value: Any) -> Any:
+    if kind not in WHOLE_NUMBER_RANGES:
+        raise NotImplementedError
+    low, high = WHOLE_NUMBER_RANGES[kind]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"Expected a whole number from {low} to {high}, got `{type(value).__name__}`")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"Expected a whole number from {low} to {high}, got the fraction {value}")
+    if not low <= value <= high:
+        raise ValueError(f"Expected a whole number from {low} to {high}, got {value:.0f}")
+    return kind(value)
 
 
 class TextPart(Struct, tag="text", tag_field="type"):
@@ -130,7 +155,7 @@ class StreamOptions(Struct):
 class ChatRequest(Struct):
     model: NonEmptyStr
     messages: Annotated[list[Message], Meta(min_length=1)]
-    stream: bool = False
+    stream: bool | None = None
     stream_options: StreamOptions | None = None
     max_tokens: TokenCount | None = None
     max_completion_tokens: TokenCount | None = None
@@ -141,8 +166,8 @@ class ChatRequest(Struct):
     tool_choice: Literal["none", "auto", "required"] | ToolChoiceFunction | None = None
     parallel_tool_calls: bool | None = None
     # Checked by the HTTP side so that n > 1 gets a message saying why, not a bare range error.
-    n: Annotated[int, Meta(ge=INT64_MIN, le=INT64_MAX)] | None = None
-    seed: Annotated[int, Meta(ge=INT64_MIN, le=INT64_MAX)] | None = None
+    n: Int64 | None = None
+    seed: Int64 | None = None
     user: str | None = None
     response_format: ResponseFormat | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
@@ -166,4 +191,4 @@ def message_text(content: str | list[Any] | None) -> str:
     return "".join(part.text for part in content if isinstance(part, TextPart))
 
 
-CHAT_REQUEST_DECODER = msgspec.json.Decoder(ChatRequest)
+CHAT_REQUEST_DECODER = msgspec.json.Decoder(ChatRequest, dec_hook=whole_number)

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.config import MIB, ConfigError, GatewayConfig, check_providers, load_config, parse_config
+from providers.router import Deployment
+
+
+def parse(text: str, **environ: str) -> GatewayConfig:
+    return parse_config(text, source="test.yaml", environ=environ)
+
+
+def test_no_file_means_defaults() -> None:
+    config = load_config(None)
+    assert config.limits.max_body_bytes == 8 * MIB
+    assert config.models == {}
+
+
+def test_models_and_limits_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text("limits: {max_body_bytes: 4096}\nmodels:\n  demo: {provider: simulated, model: echo}\n")
+    config = load_config(str(path))
+    assert config.limits.max_body_bytes == 4096
+    assert config.models == {"demo": Deployment("simulated", "echo")}
+
+
+@pytest.mark.parametrize(
+    ("value", "environ", "expected"),
+    [
+        ("${MODEL}", {"MODEL": "echo"}, "echo"),
+        ("${MODEL:-synthetic}", {}, "synthetic"),
+        ("${MODEL:-synthetic}", {"MODEL": ""}, "synthetic"),
+        ("${MODEL}", {}, ""),
+        ("pre-${A}-${B:-b}", {"A": "a"}, "pre-a-b"),
+    ],
+)
+def test_interpolation(value: str, environ: dict[str, str], expected: str) -> None:
+    config = parse(f'models: {{x: {{provider: simulated, model: "{value}"}}}}', **environ)
+    assert config.models["x"].model == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("limit: {}", "unknown field `limit`"),
+        ("models: {fast: {provider: simulated}}", "missing required field `model` at key models.fast"),
+        ("models: {fast: {provider: simulated, model: echo, extra: 1}}", "unknown field `extra` at key models.fast"),
+        ("limits: {max_body_bytes: 10}", "at key limits.max_body_bytes"),
+        ("models: [1, 2]", "at key models"),
+        ("models: {a: [}", "not valid YAML"),
+    ],
+)
+def test_bad_config_names_the_key(text: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match="test.yaml") as info:
+        parse(text)
+    assert fragment in str(info.value)
+
+
+def test_unreadable_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_config(str(tmp_path / "missing.yaml"))
+
+
+def test_alias_to_an_unknown_provider_is_named() -> None:
+    config = GatewayConfig(models={"fast": Deployment("groq", "llama")})
+    with pytest.raises(ConfigError, match=r"models\.fast\.provider names 'groq'"):
+        check_providers(config, ["simulated"])

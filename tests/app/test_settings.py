@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import pytest
+
+from app.settings import Settings, SettingsError
+
+
+def test_defaults() -> None:
+    assert Settings.from_env({}) == Settings("127.0.0.1", 8000, "info", None)
+
+
+def test_environment_is_read() -> None:
+    environ = {"HOST": "0.0.0.0", "PORT": "9001", "LOG_LEVEL": "DEBUG", "GATEWAY_CONFIG": "/etc/g.yaml"}
+    assert Settings.from_env(environ) == Settings("0.0.0.0", 9001, "debug", "/etc/g.yaml")
+
+
+@pytest.mark.parametrize(("name", "value"), [("PORT", "http"), ("PORT", "0"), ("PORT", "70000"), ("LOG_LEVEL", "loud")])
+def test_bad_values_are_named(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})

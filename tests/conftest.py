@@ -1,0 +1,69 @@
+"""Shared fixtures: the app, an in-process client, and a real uvicorn on a free 127.0.0.1 port.
+
+In-process transports collect whole bodies, so anything about incremental delivery or timing uses
+``live_server``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+
+from app.config import GatewayConfig
+from app.main import create_app
+from providers.base import Provider
+
+
+def make_app(providers: Sequence[Provider] | None = None, config: GatewayConfig | None = None) -> Starlette:
+    return create_app(config or GatewayConfig(), providers)
+
+
+def asgi_client(app: Starlette) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://gateway.test")
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(make_app()) as client:
+        yield client
+
+
+class LiveServer:
+    """uvicorn serving an app from a background thread, on a socket bound to a free port."""
+
+    def __init__(self, app: Starlette):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(app, log_config=None, access_log=False, loop="uvloop", http="httptools")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+@pytest.fixture(scope="session")
+def live_server() -> Iterator[LiveServer]:
+    with LiveServer(make_app()) as server:
+        yield server
