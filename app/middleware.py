@@ -22,7 +22,7 @@ log = structlog.get_logger("gateway.access")
 class AccessRecord:
     """What the handler learns about a request that the access log should say."""
 
-    __slots__ = ("start", "status", "model", "streamed", "ttft_ms", "chunks", "error")
+    __slots__ = ("chunks", "error", "model", "start", "status", "streamed", "ttft_ms")
 
     def __init__(self) -> None:
         self.start = time.perf_counter()
@@ -42,7 +42,7 @@ def request_id_from(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             if SANE_REQUEST_ID.fullmatch(value):
-                return value.decode("ascii")
+                return str(value, "ascii")
             break
     return uuid.uuid4().hex
 

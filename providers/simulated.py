@@ -100,8 +100,7 @@ def parse_option(item: str) -> tuple[str, int]:
     value = value.strip()
     if not value.isdigit() or int(value) > OPTION_LIMITS[key]:
         raise InvalidRequestError(
-            f"Simulated-model option {key} must be a whole number from 0 to {OPTION_LIMITS[key]}, "
-            f"got {value!r}.",
+            f"Simulated-model option {key} must be a whole number from 0 to {OPTION_LIMITS[key]}, got {value!r}.",
             param="model",
         )
     return key, int(value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import schemathesis
 
 from tests.conftest import make_app
@@ -10,5 +12,5 @@ schema = schemathesis.openapi.from_asgi("/openapi.yaml", make_app())
 
 
 @schema.parametrize()
-def test_api_matches_its_contract(case: schemathesis.Case) -> None:
+def test_api_matches_its_contract(case: schemathesis.Case[Any]) -> None:
     case.call_and_validate()

@@ -20,7 +20,8 @@ async def test_create(sdk: openai.AsyncOpenAI) -> None:
     completion = await sdk.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hello there"}])
     assert completion.choices[0].message.content == "hello there"
     assert completion.choices[0].finish_reason == "stop"
-    assert completion.usage is not None and completion.usage.completion_tokens == 2
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == 2
 
 
 async def test_stream_with_usage(sdk: openai.AsyncOpenAI) -> None:
@@ -35,7 +36,8 @@ async def test_stream_with_usage(sdk: openai.AsyncOpenAI) -> None:
     assert text == "hello streaming world"
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     assert chunks[-1].choices == []
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 3
 
 
 async def test_max_tokens_ends_with_length(sdk: openai.AsyncOpenAI) -> None:
@@ -43,7 +45,8 @@ async def test_max_tokens_ends_with_length(sdk: openai.AsyncOpenAI) -> None:
         model="synthetic:ttft_ms=0,delay_ms=0,tokens=50", messages=[{"role": "user", "content": "x"}], max_tokens=5
     )
     assert completion.choices[0].finish_reason == "length"
-    assert completion.usage is not None and completion.usage.completion_tokens == 5
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == 5
 
 
 async def test_models_list(sdk: openai.AsyncOpenAI) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from app.config import GatewayConfig, Limits
 from providers.base import (
+    Event,
     Finish,
     RateLimitedError,
     ReasoningDelta,
@@ -15,8 +16,8 @@ from providers.base import (
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
-    Usage,
     UpstreamUnavailableError,
+    Usage,
 )
 from tests.conftest import asgi_client, make_app
 from tests.fakes import ScriptedProvider
@@ -83,7 +84,7 @@ async def test_stream_without_include_usage_has_no_usage_chunk(client: httpx.Asy
 
 
 async def test_reasoning_and_tool_calls_reach_both_dialects() -> None:
-    script = [
+    script: list[Event | Exception] = [
         Start(),
         ReasoningDelta("think"),
         ToolCallStart(0, "call_1", "get_weather"),
@@ -125,14 +126,18 @@ async def test_refusal_before_start_keeps_its_own_status(stream: bool) -> None:
 
 
 async def test_failure_mid_stream_ends_with_an_error_event_and_no_done() -> None:
-    script = [Start(), TextDelta("partial"), UpstreamUnavailableError("The provider went away.")]
+    script: list[Event | Exception] = [
+        Start(),
+        TextDelta("partial"),
+        UpstreamUnavailableError("The provider went away."),
+    ]
     response = await post_to(ScriptedProvider(script), stream=True)
     assert response.status_code == 200
     *_, last = sse_data(response.text)
     assert last["error"]["code"] == "upstream_unavailable"
     assert last["error"]["request_id"] == response.headers["x-request-id"]
     assert "[DONE]" not in response.text
-    assert "finish_reason\":\"stop" not in response.text
+    assert 'finish_reason":"stop' not in response.text
 
 
 @pytest.mark.parametrize("stream", [True, False])
@@ -186,7 +191,11 @@ async def test_unknown_model_is_404_model_not_found(client: httpx.AsyncClient) -
         (b'{"model":"echo","messages":[{"role":"user","content":5}]}', "invalid_type", "messages[0].content"),
         (b'{"model":"echo","messages":[{"role":"robot","content":"x"}]}', "invalid_value", "messages[0].role"),
         (b'{"model":"echo","messages":[]}', "invalid_value", "messages"),
-        (b'{"model":"echo","messages":[{"role":"user","content":"x"}],"temperature":9}', "invalid_value", "temperature"),
+        (
+            b'{"model":"echo","messages":[{"role":"user","content":"x"}],"temperature":9}',
+            "invalid_value",
+            "temperature",
+        ),
         (b'{"model":"echo","messages":[{"role":"user","content":"x"}],"n":2}', "unsupported_parameter", "n"),
         (b'{"model":"echo:speed=9","messages":[{"role":"user","content":"x"}]}', "invalid_request", "model"),
     ],

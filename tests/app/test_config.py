@@ -53,7 +53,7 @@ def test_interpolation(value: str, environ: dict[str, str], expected: str) -> No
     ],
 )
 def test_bad_config_names_the_key(text: str, fragment: str) -> None:
-    with pytest.raises(ConfigError, match="test.yaml") as info:
+    with pytest.raises(ConfigError, match=r"test\.yaml") as info:
         parse(text)
     assert fragment in str(info.value)
 

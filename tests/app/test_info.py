@@ -19,7 +19,9 @@ async def test_models_includes_configured_aliases() -> None:
     config = GatewayConfig(models={"demo": Deployment("simulated", "synthetic:tokens=5")})
     async with asgi_client(make_app(config=config)) as client:
         ids = [m["id"] for m in (await client.get("/v1/models")).json()["data"]]
-        answer = await client.post("/v1/chat/completions", json={"model": "demo", "messages": [{"role": "user", "content": "x"}]})
+        answer = await client.post(
+            "/v1/chat/completions", json={"model": "demo", "messages": [{"role": "user", "content": "x"}]}
+        )
     assert ids[0] == "demo"
     assert answer.json()["usage"]["completion_tokens"] == 5
 

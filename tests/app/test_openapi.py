@@ -34,7 +34,7 @@ def test_an_operation_without_handler_stops_start_up() -> None:
 
 
 def test_a_handler_without_operation_stops_start_up() -> None:
-    spec = {"paths": {}}
+    spec: dict[str, dict[str, object]] = {"paths": {}}
     with pytest.raises(SpecError, match="orphan"):
         build_routes(spec, {"orphan": lambda request: None})
 

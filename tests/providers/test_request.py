@@ -47,11 +47,13 @@ def test_every_role_and_content_shape_decodes() -> None:
       {"role":"tool","tool_call_id":"c1","content":"18C"}]}"""
     request = CHAT_REQUEST_DECODER.decode(body)
     user, assistant, tool = request.messages[2], request.messages[3], request.messages[4]
-    assert isinstance(user, UserMessage) and isinstance(user.content, list)
-    assert isinstance(user.content[1], ImagePart) and user.content[1].image_url.detail == "low"
-    assert isinstance(assistant, AssistantMessage) and assistant.tool_calls is not None
+    assert isinstance(user, UserMessage)
+    assert isinstance(user.content, list)
+    assert user.content[1] == ImagePart(ImageUrl("data:image/png;base64,AA", "low"))
+    assert isinstance(assistant, AssistantMessage)
+    assert assistant.tool_calls is not None
     assert assistant.tool_calls[0].function.name == "f"
-    assert isinstance(tool, ToolMessage) and tool.tool_call_id == "c1"
+    assert tool == ToolMessage(content="18C", tool_call_id="c1")
 
 
 @pytest.mark.parametrize(
@@ -111,7 +113,13 @@ def test_token_counts_accept_whole_numbers_written_as_floats(raw: bytes, value: 
 
 @pytest.mark.parametrize(
     ("raw", "fragment"),
-    [(b"5.5", "fraction"), (b"0", "got 0"), (b"2147483648", "to 2147483647"), (b'"5"', "got `str`"), (b"true", "got `bool`")],
+    [
+        (b"5.5", "fraction"),
+        (b"0", "got 0"),
+        (b"2147483648", "to 2147483647"),
+        (b'"5"', "got `str`"),
+        (b"true", "got `bool`"),
+    ],
 )
 def test_token_counts_reject_what_is_not_a_whole_number_in_range(raw: bytes, fragment: str) -> None:
     with pytest.raises(msgspec.ValidationError, match=re.escape(fragment) + ".* - at `\\$.max_tokens`"):
