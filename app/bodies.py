@@ -16,12 +16,13 @@ from app.errors import ApiError
 T = TypeVar("T")
 LOCATION = re.compile(r" - at `\$\.?(.*)`$")
 MISSING_FIELD = re.compile(r"^Object missing required field `(.+)`")
+UTF8_BOM = b"\xef\xbb\xbf"  # RFC 8259 lets a parser ignore it; some Windows clients send one
 SCHEMA_HINT = "GET /openapi.yaml has the schema."
 
 
 async def read_json(request: Request, decoder: msgspec.json.Decoder[T], max_bytes: int) -> T:
     check_media_type(request.headers.get("content-type"))
-    body = await read_body(request, max_bytes)
+    body = (await read_body(request, max_bytes)).removeprefix(UTF8_BOM)
     if not body.strip():
         raise ApiError(400, f"The request body is empty; send a JSON object. {SCHEMA_HINT}", code="invalid_json")
     try:

@@ -19,15 +19,17 @@ from app.relay import EventStreamResponse
 from providers.base import CONTENT_EVENTS, Event, StreamTruncatedError
 from providers.request import CHAT_REQUEST_DECODER, ChatRequest
 
+# Model names are the client's own text: bound what of them reaches the log.
+MODEL_LOG_LIMIT = 200
 NOT_STARTED = "The provider's stream ended before it began an answer. Retry the request."
 
 
 async def create_chat_completion(request: Request) -> Response | EventStreamResponse:
     gateway = gateway_of(request)
     chat = await read_json(request, CHAT_REQUEST_DECODER, gateway.config.limits.max_body_bytes)
-    check_supported(chat)
     record: AccessRecord = request.scope.get(ACCESS_KEY) or AccessRecord()
-    record.model = chat.model
+    record.model = chat.model[:MODEL_LOG_LIMIT]
+    check_supported(chat)
     provider, model = gateway.router.resolve(chat.model)
     events = provider.stream(chat, model)
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())

@@ -85,7 +85,8 @@ async def handle_api_error(request: Request, exc: Exception) -> Response:
 
 async def handle_provider_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProviderError)
-    log.warning("upstream_error", code=exc.code, status=exc.status, error=exc.message)
+    if exc.status >= 429:  # the provider's trouble; a client's own mistake shows in the access log
+        log.warning("upstream_error", code=exc.code, status=exc.status, error=exc.message)
     return error_response(request, ApiError.from_provider(exc))
 
 

@@ -9,6 +9,11 @@ import msgspec
 from providers.base import ModelNotFoundError, Provider
 
 
+def shorten(name: str, limit: int = 100) -> str:
+    """A client's model name as shown back in a message: long ones are cut, not echoed whole."""
+    return name if len(name) <= limit else name[:limit] + "..."
+
+
 class Deployment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One place a model is served: a provider and the model name it knows."""
 
@@ -40,7 +45,7 @@ class Router:
         if slash and model and prefix in self.providers:
             return self.providers[prefix], model
         raise ModelNotFoundError(
-            f"The model {name!r} does not exist on this gateway. GET /v1/models lists the models it "
+            f"The model {shorten(name)!r} does not exist on this gateway. GET /v1/models lists the models it "
             "serves; a provider's model can also be named as 'provider/model'.",
             param="model",
         )

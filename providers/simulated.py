@@ -79,7 +79,7 @@ def parse_model(model: str) -> tuple[str, SimOptions]:
     base, _, raw = model.partition(":")
     if base not in DEFAULTS:
         known = ", ".join(DEFAULTS)
-        raise InvalidRequestError(f"The simulated provider has no model {base!r}; it has {known}.", param="model")
+        raise InvalidRequestError(f"The simulated provider has no model {base[:40]!r}; it has {known}.", param="model")
     values = msgspec.structs.asdict(DEFAULTS[base])
     for item in filter(None, raw.split(",")):
         key, value = parse_option(item)
@@ -93,14 +93,14 @@ def parse_option(item: str) -> tuple[str, int]:
     if key not in OPTION_LIMITS:
         known = ", ".join(OPTION_LIMITS)
         raise InvalidRequestError(
-            f"Unknown simulated-model option {key!r} in the model name; use {known}, "
+            f"Unknown simulated-model option {key[:40]!r} in the model name; use {known}, "
             "as in 'synthetic:ttft_ms=50,delay_ms=5,tokens=50'.",
             param="model",
         )
     value = value.strip()
     if not value.isdigit() or int(value) > OPTION_LIMITS[key]:
         raise InvalidRequestError(
-            f"Simulated-model option {key} must be a whole number from 0 to {OPTION_LIMITS[key]}, got {value!r}.",
+            f"Simulated-model option {key} must be a whole number from 0 to {OPTION_LIMITS[key]}, got {value[:40]!r}.",
             param="model",
         )
     return key, int(value)

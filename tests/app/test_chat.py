@@ -253,3 +253,15 @@ async def test_wrong_method_is_405_with_allow(client: httpx.AsyncClient) -> None
     assert response.status_code == 405
     assert response.headers["allow"] == "POST"
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_a_json_body_with_a_utf8_bom_is_accepted(client: httpx.AsyncClient) -> None:
+    body = b"\xef\xbb\xbf" + orjson.dumps({"model": "echo", "messages": HELLO})
+    response = await client.post(URL, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 200
+
+
+async def test_a_huge_model_name_is_not_echoed_whole(client: httpx.AsyncClient) -> None:
+    response = await client.post(URL, json={"model": "m" * 50_000, "messages": HELLO})
+    assert response.status_code == 404
+    assert len(response.text) < 1000

@@ -90,3 +90,11 @@ async def test_a_failed_stream_is_logged_with_its_error_code(capfd: pytest.Captu
     [line] = access_lines(capfd)
     assert line["error"] == "stream_truncated"
     assert line["chunks"] == 2
+
+
+async def test_the_logged_model_name_is_bounded(client: httpx.AsyncClient, capfd: pytest.CaptureFixture[str]) -> None:
+    capfd.readouterr()
+    await client.post("/v1/chat/completions", json={**HELLO, "model": "m" * 50_000, "n": 2})
+    [line] = access_lines(capfd)
+    assert line["status"] == 400
+    assert line["model"] == "m" * 200
