@@ -21,7 +21,6 @@ from providers.request import CHAT_REQUEST_DECODER, ChatRequest
 
 # Model names are the client's own text: bound what of them reaches the log.
 MODEL_LOG_LIMIT = 200
-NOT_STARTED = "The provider's stream ended before it began an answer. Retry the request."
 
 
 async def create_chat_completion(request: Request) -> Response | EventStreamResponse:
@@ -46,7 +45,7 @@ async def create_chat_completion(request: Request) -> Response | EventStreamResp
         await events.aclose()
         raise
     if first is None:
-        raise StreamTruncatedError(NOT_STARTED)
+        raise StreamTruncatedError
     encoder = ChunkEncoder(completion_id, created, chat.model, include_usage=chat.include_usage)
     return EventStreamResponse(first, events, encoder, record)
 
@@ -69,8 +68,5 @@ async def collect(events: AsyncGenerator[Event, None], record: AccessRecord) -> 
             record.mark_first_token()
         builder.add(event)
     if builder.finish is None:
-        raise StreamTruncatedError(
-            "The provider's answer ended before it was finished, so the gateway cannot return it whole. "
-            "Retry the request."
-        )
+        raise StreamTruncatedError
     return builder

@@ -51,10 +51,7 @@ class EventStreamResponse:
         async for event in self.events:
             await self.send_event(send, event)
         if not self.encoder.finished:
-            raise StreamTruncatedError(
-                "The provider's stream ended before the answer was finished; the answer is incomplete. "
-                "Retry the request."
-            )
+            raise StreamTruncatedError
         return self.encoder.end()
 
     async def send_event(self, send: Send, event: Event) -> None:

@@ -119,3 +119,10 @@ class StreamTruncatedError(ProviderError):
     """The upstream stream ended without the vendor's terminator or a finish reason."""
 
     code = "stream_truncated"
+
+    def __init__(
+        self,
+        message: str = "The provider's stream ended before the answer was finished, so the answer is "
+        "incomplete. Retry the request.",
+    ):
+        super().__init__(message)

@@ -9,7 +9,7 @@ from starlette.types import Message
 from app.chunks import ChunkEncoder
 from app.middleware import AccessRecord
 from app.relay import EventStreamResponse
-from providers.base import Event, Finish, Start, TextDelta, Usage, UpstreamUnavailableError
+from providers.base import Event, Finish, Start, TextDelta, UpstreamUnavailableError, Usage
 
 
 class Upstream:
