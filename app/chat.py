@@ -29,8 +29,8 @@ async def create_chat_completion(request: Request) -> Response | EventStreamResp
     record: AccessRecord = request.scope.get(ACCESS_KEY) or AccessRecord()
     record.model = chat.model[:MODEL_LOG_LIMIT]
     check_supported(chat)
-    provider, model = gateway.router.resolve(chat.model)
-    events = provider.stream(chat, model)
+    provider, deployment = gateway.router.resolve(chat.model)
+    events = provider.stream(chat, deployment)
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if not chat.stream:
         try:

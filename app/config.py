@@ -14,7 +14,9 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 import yaml
 
-from providers.router import Deployment
+from providers.base import Deployment
+from providers.catalog import ProviderSpec
+from providers.http import TRANSPORTS
 
 MIB = 1024 * 1024
 T = TypeVar("T")
@@ -29,8 +31,14 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * MIB)] = 8 * MIB
 
 
+class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    transport: str = "httpx"  # what runs beneath httpx; see providers.http.TRANSPORTS
+
+
 class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     limits: Limits = Limits()
+    http: HttpSettings = HttpSettings()
+    providers: dict[str, ProviderSpec] = {}
     models: dict[str, Deployment] = {}
 
 
@@ -50,11 +58,19 @@ def parse_config(text: str, *, source: str, environ: Mapping[str, str]) -> Gatew
     except yaml.YAMLError as exc:
         raise ConfigError(f"Config file {source} is not valid YAML: {exc}") from exc
     data = interpolate(data or {}, environ)
-    # msgspec names a dict entry `[...]`, so each alias is checked on its own to name its key.
-    models = data.get("models") if isinstance(data, dict) else None
-    for name, entry in models.items() if isinstance(models, dict) else ():
-        convert(entry, Deployment, source, f"models.{name}")
-    return convert(data, GatewayConfig, source, "")
+    # msgspec names a dict entry `[...]`, so each entry is checked on its own to name its key.
+    for section, kind in (("providers", ProviderSpec), ("models", Deployment)):
+        entries = data.get(section) if isinstance(data, dict) else None
+        for name, entry in entries.items() if isinstance(entries, dict) else ():
+            convert(entry, kind, source, f"{section}.{name}")
+    config = convert(data, GatewayConfig, source, "")
+    if config.http.transport not in TRANSPORTS:
+        raise ConfigError(
+            f"Config file {source}: http.transport is {config.http.transport!r}; use one of {', '.join(TRANSPORTS)}."
+        )
+    if "simulated" in config.providers:
+        raise ConfigError(f"Config file {source}: providers.simulated is the built-in provider's name; pick another.")
+    return config
 
 
 def convert(data: Any, kind: type[T], source: str, key: str) -> T:
@@ -83,9 +99,10 @@ def describe(exc: msgspec.ValidationError, key: str) -> str:
 
 
 def check_providers(config: GatewayConfig, providers: Collection[str]) -> None:
+    """Every alias names a provider the gateway knows, enabled or not (a missing key is a 404 later, with a hint)."""
     for name, deployment in config.models.items():
         if deployment.provider not in providers:
             raise ConfigError(
                 f"Config key models.{name}.provider names {deployment.provider!r}, which is not a "
-                f"provider this gateway has; it has {', '.join(sorted(providers))}."
+                f"provider this gateway knows; it knows {', '.join(sorted(providers))}. Add it under providers:."
             )

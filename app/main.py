@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -17,6 +18,8 @@ from app.openapi import build_routes, load_spec
 from app.routes import HANDLERS
 from app.settings import Settings
 from providers.base import Provider
+from providers.catalog import HOW_TO_ENABLE, ProviderSpec, build_provider, env_specs
+from providers.http import make_client
 from providers.router import Router
 from providers.simulated import SimulatedProvider
 
@@ -30,11 +33,13 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
     configure_logging(settings.log_level)
     if config is None:
         config = load_config(settings.config_path)
+    specs = {**env_specs(os.environ), **config.providers}
     if providers is None:
-        providers = [SimulatedProvider()]
-    check_providers(config, [p.name for p in providers])
+        providers = [SimulatedProvider(), *build_providers(specs, config.http.transport)]
+    check_providers(config, {p.name for p in providers} | set(HOW_TO_ENABLE))
+    disabled = {name: hint for name, hint in HOW_TO_ENABLE.items() if name not in specs}
     spec, raw_spec = load_spec()
-    router = Router(providers, config.models)
+    router = Router(providers, config.models, disabled)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -51,3 +56,8 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
     )
     app.state.gateway = Gateway(router, config, raw_spec)
     return app
+
+
+def build_providers(specs: dict[str, ProviderSpec], transport: str) -> list[Provider]:
+    """One provider per spec, each over its own pooled client; the lifespan closes them."""
+    return [build_provider(name, spec, make_client(transport)) for name, spec in specs.items()]

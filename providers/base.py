@@ -6,6 +6,7 @@ small event structs below, and the HTTP side encodes those for the client.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncGenerator
 from typing import Literal, Protocol
 
@@ -56,8 +57,22 @@ class Finish(msgspec.Struct, frozen=True):
 
 Event = Start | TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | Usage | Finish
 
+
+def new_tool_call_id() -> str:
+    """For vendors that send tool calls without an id (Gemini, older Ollama)."""
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
 # Events that carry part of the answer: they count for time to first token and idle timeouts.
 CONTENT_EVENTS = (TextDelta, ReasoningDelta, ToolCallStart, ToolCallDelta)
+
+
+class Deployment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One place a model is served: a provider, the model name it knows, and for OpenAI which API."""
+
+    provider: str
+    model: str
+    api: Literal["chat", "responses"] = "chat"
 
 
 class Provider(Protocol):
@@ -66,7 +81,7 @@ class Provider(Protocol):
     name: str
     models: tuple[str, ...]
 
-    def stream(self, request: ChatRequest, model: str) -> AsyncGenerator[Event, None]: ...
+    def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]: ...
 
     async def aclose(self) -> None: ...
 
@@ -113,6 +128,18 @@ class UpstreamTimeoutError(ProviderError):
     status = 504
     type = "timeout_error"
     code = "upstream_timeout"
+
+
+class UpstreamAuthError(ProviderError):
+    """The provider refused the gateway's own credentials: the operator's problem, never the client's."""
+
+    code = "upstream_auth_error"
+
+
+class UpstreamProtocolError(ProviderError):
+    """The provider sent something that is not its documented stream."""
+
+    code = "upstream_protocol_error"
 
 
 class StreamTruncatedError(ProviderError):

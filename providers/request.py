@@ -43,20 +43,20 @@ def whole_number(kind: type, value: Any) -> Any:
     return kind(value)
 
 
-class TextPart(Struct, tag="text", tag_field="type"):
+class TextPart(Struct, tag="text", tag_field="type", omit_defaults=True):
     text: str
 
 
-class RefusalPart(Struct, tag="refusal", tag_field="type"):
+class RefusalPart(Struct, tag="refusal", tag_field="type", omit_defaults=True):
     refusal: str
 
 
-class ImageUrl(Struct):
+class ImageUrl(Struct, omit_defaults=True):
     url: NonEmptyStr
     detail: Literal["auto", "low", "high"] | None = None
 
 
-class ImagePart(Struct, tag="image_url", tag_field="type"):
+class ImagePart(Struct, tag="image_url", tag_field="type", omit_defaults=True):
     image_url: ImageUrl
 
 
@@ -75,29 +75,29 @@ class ToolCall(Struct):
     type: Literal["function"] = "function"
 
 
-class SystemMessage(Struct, tag="system", tag_field="role"):
+class SystemMessage(Struct, tag="system", tag_field="role", omit_defaults=True):
     content: TextContent
     name: str | None = None
 
 
-class DeveloperMessage(Struct, tag="developer", tag_field="role"):
+class DeveloperMessage(Struct, tag="developer", tag_field="role", omit_defaults=True):
     content: TextContent
     name: str | None = None
 
 
-class UserMessage(Struct, tag="user", tag_field="role"):
+class UserMessage(Struct, tag="user", tag_field="role", omit_defaults=True):
     content: UserContent
     name: str | None = None
 
 
-class AssistantMessage(Struct, tag="assistant", tag_field="role"):
+class AssistantMessage(Struct, tag="assistant", tag_field="role", omit_defaults=True):
     content: str | list[TextPart | RefusalPart] | None = None
     tool_calls: list[ToolCall] | None = None
     refusal: str | None = None
     name: str | None = None
 
 
-class ToolMessage(Struct, tag="tool", tag_field="role"):
+class ToolMessage(Struct, tag="tool", tag_field="role", omit_defaults=True):
     content: TextContent
     tool_call_id: str
 
@@ -105,7 +105,7 @@ class ToolMessage(Struct, tag="tool", tag_field="role"):
 Message = SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | ToolMessage
 
 
-class FunctionDefinition(Struct):
+class FunctionDefinition(Struct, omit_defaults=True):
     name: Annotated[str, Meta(min_length=1, max_length=128)]
     description: str | None = None
     parameters: dict[str, Any] | None = None
@@ -126,22 +126,22 @@ class ToolChoiceFunction(Struct):
     function: ToolChoiceFunctionName
 
 
-class ResponseFormatText(Struct, tag="text", tag_field="type"):
+class ResponseFormatText(Struct, tag="text", tag_field="type", omit_defaults=True):
     pass
 
 
-class ResponseFormatJsonObject(Struct, tag="json_object", tag_field="type"):
+class ResponseFormatJsonObject(Struct, tag="json_object", tag_field="type", omit_defaults=True):
     pass
 
 
-class JsonSchemaFormat(Struct):
+class JsonSchemaFormat(Struct, omit_defaults=True):
     name: Annotated[str, Meta(min_length=1, max_length=64)]
     description: str | None = None
     schema: dict[str, Any] | None = None
     strict: bool | None = None
 
 
-class ResponseFormatJsonSchema(Struct, tag="json_schema", tag_field="type"):
+class ResponseFormatJsonSchema(Struct, tag="json_schema", tag_field="type", omit_defaults=True):
     json_schema: JsonSchemaFormat
 
 
@@ -150,6 +150,10 @@ ResponseFormat = ResponseFormatText | ResponseFormatJsonObject | ResponseFormatJ
 
 class StreamOptions(Struct):
     include_usage: bool = False
+
+
+StopSequences = str | list[str]
+ToolChoice = Literal["none", "auto", "required"] | ToolChoiceFunction
 
 
 class ChatRequest(Struct):
@@ -161,9 +165,9 @@ class ChatRequest(Struct):
     max_completion_tokens: TokenCount | None = None
     temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
     top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
-    stop: str | list[str] | None = None
+    stop: StopSequences | None = None
     tools: list[Tool] | None = None
-    tool_choice: Literal["none", "auto", "required"] | ToolChoiceFunction | None = None
+    tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     # Checked by the HTTP side so that n > 1 gets a message saying why, not a bare range error.
     n: Int64 | None = None

@@ -1,4 +1,4 @@
-"""Model names to providers: configured aliases, built-in model names, and ``provider/model``."""
+"""Model names to deployments: configured aliases, built-in model names, and ``provider/model``."""
 
 from __future__ import annotations
 
@@ -6,19 +6,12 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from providers.base import ModelNotFoundError, Provider
+from providers.base import Deployment, ModelNotFoundError, Provider
 
 
 def shorten(name: str, limit: int = 100) -> str:
     """A client's model name as shown back in a message: long ones are cut, not echoed whole."""
     return name if len(name) <= limit else name[:limit] + "..."
-
-
-class Deployment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One place a model is served: a provider and the model name it knows."""
-
-    provider: str
-    model: str
 
 
 class ModelInfo(msgspec.Struct, frozen=True):
@@ -27,23 +20,43 @@ class ModelInfo(msgspec.Struct, frozen=True):
 
 
 class Router:
-    """Resolves the ``model`` a client asked for to the provider and upstream model that serve it."""
+    """Resolves the ``model`` a client asked for to the provider and deployment that serve it.
 
-    def __init__(self, providers: Iterable[Provider], aliases: Mapping[str, Deployment] | None = None):
+    ``disabled`` names vendors the gateway knows but cannot use yet, with how to enable each, so that
+    ``openai/gpt-5`` without a key says what to set instead of just "not found".
+    """
+
+    def __init__(
+        self,
+        providers: Iterable[Provider],
+        aliases: Mapping[str, Deployment] | None = None,
+        disabled: Mapping[str, str] | None = None,
+    ):
         self.providers = {provider.name: provider for provider in providers}
         self.aliases = dict(aliases or {})
+        self.disabled = dict(disabled or {})
         self.builtins = {model: p.name for p in self.providers.values() for model in p.models}
 
-    def resolve(self, name: str) -> tuple[Provider, str]:
+    def resolve(self, name: str) -> tuple[Provider, Deployment]:
         deployment = self.aliases.get(name)
-        if deployment is not None:
-            return self.providers[deployment.provider], deployment.model
+        if deployment is None:
+            deployment = self.deployment_for(name)
+        provider = self.providers.get(deployment.provider)
+        if provider is None:
+            raise ModelNotFoundError(
+                f"The model {shorten(name)!r} is served by provider {deployment.provider!r}, which is not enabled: "
+                f"{self.disabled.get(deployment.provider, 'configure it')}.",
+                param="model",
+            )
+        return provider, deployment
+
+    def deployment_for(self, name: str) -> Deployment:
         base = name.partition(":")[0]
         if base in self.builtins:
-            return self.providers[self.builtins[base]], name
+            return Deployment(self.builtins[base], name)
         prefix, slash, model = name.partition("/")
-        if slash and model and prefix in self.providers:
-            return self.providers[prefix], model
+        if slash and model and (prefix in self.providers or prefix in self.disabled):
+            return Deployment(prefix, model)
         raise ModelNotFoundError(
             f"The model {shorten(name)!r} does not exist on this gateway. GET /v1/models lists the models it "
             "serves; a provider's model can also be named as 'provider/model'.",
@@ -51,7 +64,7 @@ class Router:
         )
 
     def list_models(self) -> list[ModelInfo]:
-        models = [ModelInfo(name, d.provider) for name, d in self.aliases.items()]
+        models = [ModelInfo(name, d.provider) for name, d in self.aliases.items() if d.provider in self.providers]
         models += [ModelInfo(name, provider) for name, provider in self.builtins.items()]
         return models
 

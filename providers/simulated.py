@@ -20,7 +20,7 @@ from itertools import cycle, islice
 
 import msgspec
 
-from providers.base import Event, Finish, InvalidRequestError, Start, TextDelta, Usage
+from providers.base import Deployment, Event, Finish, InvalidRequestError, Start, TextDelta, Usage
 from providers.request import ChatRequest, UserMessage, message_text
 
 WORD = re.compile(r"\s*\S+")
@@ -50,8 +50,8 @@ class SimulatedProvider:
     name = "simulated"
     models = tuple(DEFAULTS)
 
-    async def stream(self, request: ChatRequest, model: str) -> AsyncGenerator[Event, None]:
-        base, options = parse_model(model)
+    async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:
+        base, options = parse_model(deployment.model)
         words = echo_words(request) if base == "echo" else synthetic_words(options.tokens)
         limit = request.token_limit
         yield Start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 
-from providers.base import Event
+from providers.base import Deployment, Event
 from providers.request import ChatRequest
 
 
@@ -18,7 +18,7 @@ class ScriptedProvider:
         self.closed_streams = 0
         self.requests: list[ChatRequest] = []
 
-    async def stream(self, request: ChatRequest, model: str) -> AsyncGenerator[Event, None]:
+    async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:
         self.requests.append(request)
         try:
             for item in self.script:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from app.config import MIB, ConfigError, GatewayConfig, check_providers, load_config, parse_config
-from providers.router import Deployment
+from providers.base import Deployment
 
 
 def parse(text: str, **environ: str) -> GatewayConfig:

@@ -4,7 +4,7 @@ import httpx
 
 from app import __version__
 from app.config import GatewayConfig
-from providers.router import Deployment
+from providers.base import Deployment
 from tests.conftest import asgi_client, make_app
 
 

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from providers.base import Event, Finish, InvalidRequestError, Start, TextDelta, Usage
+from providers.base import Deployment, Event, Finish, InvalidRequestError, Start, TextDelta, Usage
 from providers.request import ChatRequest, SystemMessage, TextPart, UserMessage
 from providers.simulated import SimulatedProvider, parse_model
 
@@ -14,7 +14,7 @@ def chat(text: str | list[TextPart] = "hello there", **options: object) -> ChatR
 
 
 async def run(request: ChatRequest, model: str = "echo") -> list[Event]:
-    return [event async for event in SimulatedProvider().stream(request, model)]
+    return [event async for event in SimulatedProvider().stream(request, Deployment("simulated", model))]
 
 
 def texts(events: list[Event]) -> list[str]:
@@ -93,7 +93,7 @@ def test_defaults_give_synthetic_a_visible_shape() -> None:
     ],
 )
 async def test_bad_options_are_a_400_before_start(model: str, fragment: str) -> None:
-    stream = SimulatedProvider().stream(chat(), model)
+    stream = SimulatedProvider().stream(chat(), Deployment("simulated", model))
     with pytest.raises(InvalidRequestError, match=fragment) as info:
         await anext(stream)
     assert info.value.param == "model"

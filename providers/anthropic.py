@@ -1,0 +1,386 @@
+"""Anthropic's Messages API (``POST /v1/messages``) with the ``anthropic-version`` header.
+
+System and developer text goes to the top-level ``system``; tool calls and results become
+``tool_use`` and ``tool_result`` blocks; ``max_tokens`` is required, so a default is sent. The stream
+is typed events ending in ``message_stop``; ``event: error`` can arrive mid-stream with HTTP 200.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import httpx
+import msgspec
+from msgspec import Struct
+
+from providers.base import (
+    Deployment,
+    Event,
+    Finish,
+    FinishReason,
+    InvalidRequestError,
+    ReasoningDelta,
+    StreamTruncatedError,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
+from providers.http import common_error, in_band_error, protocol_error, upstream_events
+from providers.messages import DATA_URI, system_text, tool_arguments, turns
+from providers.request import (
+    AssistantMessage,
+    ChatRequest,
+    ImagePart,
+    Message,
+    ResponseFormatText,
+    ToolChoiceFunction,
+    ToolMessage,
+    UserMessage,
+    message_text,
+)
+from providers.sse import SSEDecoder
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
+ENCODER = msgspec.json.Encoder()
+
+
+class TextBlock(Struct, tag="text", tag_field="type"):
+    text: str
+
+
+class Base64Source(Struct, tag="base64", tag_field="type"):
+    media_type: str
+    data: str
+
+
+class UrlSource(Struct, tag="url", tag_field="type"):
+    url: str
+
+
+class ImageBlock(Struct, tag="image", tag_field="type"):
+    source: Base64Source | UrlSource
+
+
+class ToolUseBlock(Struct, tag="tool_use", tag_field="type"):
+    id: str
+    name: str
+    input: Any
+
+
+class ToolResultBlock(Struct, tag="tool_result", tag_field="type"):
+    tool_use_id: str
+    content: str
+
+
+Block = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock
+
+
+class Turn(Struct):
+    role: str
+    content: list[Block]
+
+
+class Tool(Struct, omit_defaults=True):
+    name: str
+    input_schema: dict[str, Any]
+    description: str | None = None
+
+
+class ToolChoice(Struct, omit_defaults=True):
+    type: str
+    name: str | None = None
+    disable_parallel_tool_use: bool | None = None
+
+
+class Thinking(Struct):
+    budget_tokens: int
+    type: str = "enabled"
+
+
+class Metadata(Struct):
+    user_id: str
+
+
+class MessagesBody(Struct, omit_defaults=True):
+    model: str
+    max_tokens: int
+    messages: list[Turn]
+    system: str | None = None
+    stream: bool = True
+    stop_sequences: list[str] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    thinking: Thinking | None = None
+    metadata: Metadata | None = None
+
+
+def messages_body(request: ChatRequest, model: str) -> MessagesBody:
+    if request.response_format is not None and not isinstance(request.response_format, ResponseFormatText):
+        raise InvalidRequestError(
+            "Anthropic has no JSON response format; leave out response_format and ask for JSON in the prompt.",
+            param="response_format",
+        )
+    max_tokens, thinking = token_budget(request)
+    stop = request.stop
+    return MessagesBody(
+        model=model,
+        max_tokens=max_tokens,
+        messages=conversation(turns(request)),
+        system=system_text(request),
+        stop_sequences=[stop] if isinstance(stop, str) else stop,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        tools=[
+            Tool(t.function.name, t.function.parameters or {"type": "object"}, t.function.description)
+            for t in request.tools
+        ]
+        if request.tools
+        else None,
+        tool_choice=tool_choice(request),
+        thinking=thinking,
+        metadata=Metadata(request.user) if request.user else None,
+    )
+
+
+def token_budget(request: ChatRequest) -> tuple[int, Thinking | None]:
+    """``max_tokens`` (required by Anthropic) and the thinking budget, which must stay below it."""
+    budget = THINKING_BUDGETS.get(request.reasoning_effort or "")
+    limit = request.token_limit
+    if budget is None:
+        return limit or DEFAULT_MAX_TOKENS, None
+    if limit is None:
+        return budget + DEFAULT_MAX_TOKENS, Thinking(budget)
+    budget = min(budget, limit // 2)
+    return limit, Thinking(budget) if budget >= 1024 else None
+
+
+def tool_choice(request: ChatRequest) -> ToolChoice | None:
+    choice, parallel = request.tool_choice, request.parallel_tool_calls
+    single = True if parallel is False else None
+    if isinstance(choice, ToolChoiceFunction):
+        return ToolChoice("tool", choice.function.name, single)
+    if choice == "none":
+        return ToolChoice("none")
+    if choice == "required":
+        return ToolChoice("any", disable_parallel_tool_use=single)
+    if choice == "auto" or single:
+        return ToolChoice("auto", disable_parallel_tool_use=single)
+    return None
+
+
+def conversation(messages: list[Message]) -> list[Turn]:
+    """Turns with blocks; consecutive turns of one role merge, so parallel tool results share one user turn."""
+    result: list[Turn] = []
+    for message in messages:
+        role = "assistant" if isinstance(message, AssistantMessage) else "user"
+        blocks = blocks_of(message)
+        if not blocks:
+            continue
+        if result and result[-1].role == role:
+            result[-1].content.extend(blocks)
+        else:
+            result.append(Turn(role, blocks))
+    return result
+
+
+def blocks_of(message: Message) -> list[Block]:
+    match message:
+        case UserMessage(content=str() as text):
+            return [TextBlock(text)] if text else []
+        case UserMessage(content=parts):
+            return [image_block(p) if isinstance(p, ImagePart) else TextBlock(p.text) for p in parts]
+        case AssistantMessage(tool_calls=calls):
+            text = message_text(message.content)
+            uses: list[Block] = [ToolUseBlock(c.id, c.function.name, tool_arguments(c)) for c in calls or ()]
+            return ([TextBlock(text)] if text else []) + uses
+        case ToolMessage(tool_call_id=call_id):
+            return [ToolResultBlock(call_id, message_text(message.content))]
+    return []
+
+
+def image_block(part: ImagePart) -> ImageBlock:
+    match = DATA_URI.fullmatch(part.image_url.url)
+    if match is None:
+        return ImageBlock(UrlSource(part.image_url.url))
+    return ImageBlock(Base64Source(match["mime"], match["data"]))
+
+
+# The stream, as wire structs holding only the fields read.
+class WireBlock(Struct):
+    type: str = ""
+    id: str | None = None
+    name: str | None = None
+    text: str | None = None
+    thinking: str | None = None
+
+
+class WireDelta(Struct):
+    type: str = ""
+    text: str | None = None
+    thinking: str | None = None
+    partial_json: str | None = None
+    stop_reason: str | None = None
+
+
+class WireUsage(Struct):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class WireMessage(Struct):
+    usage: WireUsage | None = None
+
+
+class WireError(Struct):
+    type: str = ""
+    message: str = ""
+
+
+class WireEvent(Struct):
+    type: str = ""
+    index: int = 0
+    message: WireMessage | None = None
+    content_block: WireBlock | None = None
+    delta: WireDelta | None = None
+    usage: WireUsage | None = None
+    error: WireError | None = None
+
+
+EVENT_DECODER = msgspec.json.Decoder(WireEvent)
+STOP_REASONS: dict[str | None, FinishReason] = {
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+
+class AnthropicStream:
+    """Reads a Messages SSE stream into canonical events; ``message_stop`` is the terminator."""
+
+    def __init__(self, provider: str):
+        self.provider = provider
+        self.sse = SSEDecoder()
+        self.tool_index: dict[int, int] = {}  # content block index -> tool call index
+        self.with_arguments: set[int] = set()
+        self.counts: dict[str, int] = {}
+        self.stop_reason: str | None = None
+        self.done = False
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        events: list[Event] = []
+        for sse in self.sse.feed(chunk):
+            if self.done:
+                continue
+            try:
+                event = EVENT_DECODER.decode(sse.data)
+            except msgspec.DecodeError:
+                raise protocol_error(self.provider, "an event that is not valid JSON") from None
+            self.read(event, events)
+        return events
+
+    def end(self) -> list[Event]:
+        self.sse.flush()
+        if not self.done:
+            raise StreamTruncatedError(
+                f"{self.provider}'s stream ended before message_stop, so the answer is incomplete. Retry the request."
+            )
+        return []
+
+    def read(self, event: WireEvent, events: list[Event]) -> None:
+        match event.type:
+            case "content_block_delta" if event.delta is not None:
+                self.read_delta(event.index, event.delta, events)
+            case "content_block_start" if event.content_block is not None:
+                self.read_block_start(event.index, event.content_block, events)
+            case "content_block_stop" if event.index in self.tool_index and event.index not in self.with_arguments:
+                events.append(ToolCallDelta(self.tool_index[event.index], "{}"))  # a call without arguments
+            case "message_start" if event.message is not None:
+                self.count(event.message.usage)
+            case "message_delta":
+                self.count(event.usage)
+                self.stop_reason = (event.delta.stop_reason if event.delta else None) or self.stop_reason
+            case "message_stop":
+                self.done = True
+                events += [self.usage(), Finish(STOP_REASONS.get(self.stop_reason, "stop"))]
+            case "error":
+                error = event.error or WireError()
+                raise in_band_error(self.provider, error.message, error.type)
+
+    def read_delta(self, index: int, delta: WireDelta, events: list[Event]) -> None:
+        if delta.text:
+            events.append(TextDelta(delta.text))
+        elif delta.thinking:
+            events.append(ReasoningDelta(delta.thinking))
+        elif delta.partial_json and index in self.tool_index:
+            self.with_arguments.add(index)
+            events.append(ToolCallDelta(self.tool_index[index], delta.partial_json))
+
+    def read_block_start(self, index: int, block: WireBlock, events: list[Event]) -> None:
+        if block.type == "tool_use":
+            self.tool_index[index] = len(self.tool_index)
+            events.append(ToolCallStart(self.tool_index[index], block.id or "", block.name or ""))
+        elif block.text:
+            events.append(TextDelta(block.text))
+        elif block.thinking:
+            events.append(ReasoningDelta(block.thinking))
+
+    def count(self, usage: WireUsage | None) -> None:
+        """Usage is cumulative and restated: the last value of each field wins."""
+        if usage is not None:
+            for field in USAGE_FIELDS:
+                value = getattr(usage, field)
+                if value is not None:
+                    self.counts[field] = value
+
+    def usage(self) -> Usage:
+        counts = self.counts.get
+        cached = counts("cache_read_input_tokens", 0)
+        prompt = counts("input_tokens", 0) + counts("cache_creation_input_tokens", 0) + cached
+        return Usage(prompt_tokens=prompt, completion_tokens=counts("output_tokens", 0), cached_tokens=cached)
+
+
+class AnthropicProvider:
+    models: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        name: str,
+        client: httpx.AsyncClient,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        api_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        self.name = name
+        self.client = client
+        self.url = f"{base_url.rstrip('/')}/v1/messages"
+        self.headers = {
+            "content-type": "application/json",
+            "accept": "text/event-stream",
+            "anthropic-version": API_VERSION,
+            **(headers or {}),
+        }
+        if api_key:
+            self.headers["x-api-key"] = api_key
+
+    def build_request(self, request: ChatRequest, deployment: Deployment) -> httpx.Request:
+        body = ENCODER.encode(messages_body(request, deployment.model))
+        return httpx.Request("POST", self.url, headers=self.headers, content=body)
+
+    def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:
+        http_request = self.build_request(request, deployment)
+        return upstream_events(self.client, http_request, self.name, common_error, AnthropicStream(self.name))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,220 @@
+"""The shared HTTP machinery: one client factory, and upstream failures mapped to errors in one place.
+
+Every provider gets one pooled ``httpx.AsyncClient`` for the life of the process. What runs beneath
+httpx is one setting (``TRANSPORTS``), so the transport can be chosen by measurement.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+import httpx
+import msgspec
+
+from providers.base import (
+    Event,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ProviderError,
+    RateLimitedError,
+    Start,
+    UpstreamAuthError,
+    UpstreamProtocolError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
+
+# Above the concurrency we promise: httpx's default of 100 connections is a silent ceiling.
+POOL_LIMITS = httpx.Limits(max_connections=4096, max_keepalive_connections=1024, keepalive_expiry=30)
+# Reads are bounded per socket read only as a last resort; event-level timeouts belong to the relay.
+TIMEOUTS = httpx.Timeout(connect=10.0, read=600.0, write=30.0, pool=5.0)
+MAX_ERROR_BODY = 64 * 1024
+RETRY_AFTER_CAP = 3600.0
+
+
+def default_transport() -> httpx.AsyncBaseTransport:
+    return httpx.AsyncHTTPTransport(limits=POOL_LIMITS, retries=0)
+
+
+TRANSPORTS: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {"httpx": default_transport}
+
+
+def make_client(transport: str = "httpx") -> httpx.AsyncClient:
+    """The one place clients are built: pool limits, keep-alive and timeouts, over the chosen transport."""
+    return httpx.AsyncClient(transport=TRANSPORTS[transport](), timeout=TIMEOUTS)
+
+
+@asynccontextmanager
+async def open_stream(
+    client: httpx.AsyncClient, request: httpx.Request, provider: str, read_error: ErrorReader
+) -> AsyncIterator[httpx.Response]:
+    """Send ``request``; yield the response once it answered 2xx, else raise the mapped error.
+
+    The response is always closed on the way out, so an abandoned stream never holds a pooled connection.
+    """
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeoutError(f"{provider} did not answer in time ({type(exc).__name__}).") from exc
+    except httpx.TransportError as exc:
+        raise UpstreamUnavailableError(f"The gateway could not reach {provider}: {exc or type(exc).__name__}.") from exc
+    try:
+        if response.status_code >= 300:
+            body = await read_bounded(response)
+            raise status_error(provider, response.status_code, body, response.headers, read_error)
+        yield response
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeoutError(f"{provider} stopped sending mid-answer ({type(exc).__name__}).") from exc
+    except httpx.TransportError as exc:
+        raise ProviderError(f"The connection to {provider} broke mid-answer: {exc or type(exc).__name__}.") from exc
+    finally:
+        await response.aclose()
+
+
+async def read_bounded(response: httpx.Response) -> bytes:
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) >= MAX_ERROR_BODY:
+            break
+    return bytes(body[:MAX_ERROR_BODY])
+
+
+class VendorError(msgspec.Struct):
+    """What a vendor's error body says: its message, and a retry delay when it gives one in the body."""
+
+    message: str | None = None
+    retry_after: float | None = None
+    auth: bool = False  # some vendors refuse a bad key with a 400 (Gemini's API_KEY_INVALID)
+
+
+ErrorReader = Callable[[bytes], VendorError]
+
+
+def status_error(
+    provider: str, status: int, body: bytes, headers: Mapping[str, str], read_error: ErrorReader
+) -> ProviderError:
+    vendor = read_error(body)
+    retry_after = vendor.retry_after or retry_after_from(headers)
+    return error_for(provider, 401 if vendor.auth else status, vendor.message, f"HTTP {status}", retry_after)
+
+
+# In-band errors name a kind, not a status: the first fragment found in the kind picks the status.
+KIND_STATUS = (
+    ("rate_limit", 429),
+    ("resource_exhausted", 429),
+    ("quota", 429),
+    ("overloaded", 529),
+    ("unavailable", 503),
+    ("timeout", 504),
+    ("deadline", 504),
+    ("authentication", 401),
+    ("permission", 403),
+    ("not_found", 404),
+    ("invalid", 400),
+)
+
+
+def in_band_error(provider: str, message: str | None, kind: str | int | None) -> ProviderError:
+    """An error the provider put inside a 200 stream, by its HTTP-like code or its kind."""
+    if isinstance(kind, int):
+        status = kind
+    else:
+        lowered = (kind or "").lower()
+        status = next((code for fragment, code in KIND_STATUS if fragment in lowered), 502)
+    return error_for(provider, status, message, "in its stream", None)
+
+
+def error_for(provider: str, status: int, message: str | None, where: str, retry_after: float | None) -> ProviderError:
+    """The one table from an upstream status to the error the client sees."""
+    said = f": {message}" if message else ""
+    if status in (401, 403):
+        # The vendor's text can echo part of the key, so it is not passed on.
+        return UpstreamAuthError(
+            f"{provider} refused the gateway's credentials ({where}). The operator should check the API key "
+            f"configured for {provider}; the client's request is not at fault."
+        )
+    if status == 404:
+        return ModelNotFoundError(f"{provider} does not know this model ({where}){said}", param="model")
+    if status in (400, 413, 422):
+        return InvalidRequestError(f"{provider} rejected the request ({where}){said}")
+    if status == 429:
+        return RateLimitedError(f"{provider} is rate-limiting the gateway ({where}){said}", retry_after=retry_after)
+    if status in (503, 529):
+        return UpstreamUnavailableError(
+            f"{provider} is overloaded or unavailable ({where}){said}", retry_after=retry_after
+        )
+    if status in (408, 504):
+        return UpstreamTimeoutError(f"{provider} timed out ({where}){said}")
+    return ProviderError(f"{provider} failed ({where}){said}", retry_after=retry_after)
+
+
+class StreamMapper(Protocol):
+    """A vendor's sans-I/O stream reader: its bytes in, canonical events out; ``end`` checks the terminator."""
+
+    def feed(self, chunk: bytes) -> list[Event]: ...
+
+    def end(self) -> list[Event]: ...
+
+
+async def upstream_events(
+    client: httpx.AsyncClient, request: httpx.Request, provider: str, read_error: ErrorReader, mapper: StreamMapper
+) -> AsyncGenerator[Event, None]:
+    """The one loop every vendor shares: send, yield ``Start`` once accepted, then what the mapper makes of the bytes."""
+    async with open_stream(client, request, provider, read_error) as response:
+        yield Start()
+        async for chunk in response.aiter_bytes():
+            for event in mapper.feed(chunk):
+                yield event
+        for event in mapper.end():
+            yield event
+
+
+def retry_after_from(headers: Mapping[str, str]) -> float | None:
+    """``retry-after-ms``, then ``retry-after`` in seconds or as an HTTP date; capped."""
+    if (ms := headers.get("retry-after-ms")) is not None:
+        seconds = to_float(ms)
+        return None if seconds is None else min(seconds / 1000, RETRY_AFTER_CAP)
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    seconds = to_float(raw)
+    if seconds is None:
+        try:
+            seconds = email.utils.parsedate_to_datetime(raw).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
+
+
+def to_float(raw: str) -> float | None:
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def common_error(body: bytes) -> VendorError:
+    """The message in the error bodies vendors send: ``{"error": {"message"}}``, ``{"error": "..."}``, ``{"message"}``."""
+    try:
+        data: Any = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        text = body.decode("utf-8", "replace").strip()
+        return VendorError(text[:300] if text and not text.startswith("<") else None)
+    if isinstance(data, list) and data:  # Gemini wraps errors in an array without alt=sse
+        data = data[0]
+    if not isinstance(data, dict):
+        return VendorError()
+    error = data.get("error", data)
+    if isinstance(error, str):
+        return VendorError(error)
+    message = error.get("message") if isinstance(error, dict) else None
+    return VendorError(message if isinstance(message, str) else None)
+
+
+def protocol_error(provider: str, what: str) -> UpstreamProtocolError:
+    return UpstreamProtocolError(f"{provider} sent {what}, which is not part of its documented stream.")

@@ -1,0 +1,257 @@
+"""Ollama's ``POST /api/chat``, streamed as NDJSON: one JSON object per line, ending with ``done: true``.
+
+Images must be inline (base64 in ``images``); tool calls arrive whole with object arguments, and
+``done_reason`` stays ``stop`` when tools were called. An ``{"error"}`` line can arrive with HTTP 200.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+import httpx
+import msgspec
+from msgspec import Struct
+
+from providers.base import (
+    Deployment,
+    Event,
+    Finish,
+    ReasoningDelta,
+    StreamTruncatedError,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+    new_tool_call_id,
+)
+from providers.http import common_error, in_band_error, protocol_error, upstream_events
+from providers.messages import inline_image, tool_arguments, tool_name_for, tool_names
+from providers.ndjson import NDJSONDecoder
+from providers.request import (
+    AssistantMessage,
+    ChatRequest,
+    DeveloperMessage,
+    ImagePart,
+    Message,
+    ResponseFormatJsonObject,
+    ResponseFormatJsonSchema,
+    SystemMessage,
+    Tool,
+    ToolMessage,
+    UserMessage,
+    message_text,
+)
+
+DEFAULT_BASE_URL = "http://127.0.0.1:11434"
+ENCODER = msgspec.json.Encoder()
+
+
+class OllamaFunction(Struct):
+    name: str
+    arguments: Any
+
+
+class OllamaToolCall(Struct):
+    function: OllamaFunction
+
+
+class OllamaMessage(Struct, omit_defaults=True):
+    role: str
+    content: str
+    images: list[str] | None = None
+    tool_calls: list[OllamaToolCall] | None = None
+    tool_name: str | None = None
+    tool_call_id: str | None = None
+
+
+class Options(Struct, omit_defaults=True):
+    temperature: float | None = None
+    top_p: float | None = None
+    num_predict: int | None = None
+    stop: list[str] | None = None
+    seed: int | None = None
+
+
+class ChatBody(Struct, omit_defaults=True):
+    model: str
+    messages: list[OllamaMessage]
+    stream: bool = True
+    tools: list[Tool] | None = None
+    options: Options | None = None
+    think: bool | str | None = None
+    format: str | dict[str, Any] | None = None
+
+
+def chat_body(request: ChatRequest, model: str) -> ChatBody:
+    names, stop = tool_names(request), request.stop
+    options = Options(
+        temperature=request.temperature,
+        top_p=request.top_p,
+        num_predict=request.token_limit,
+        stop=[stop] if isinstance(stop, str) else stop,
+        seed=request.seed,
+    )
+    return ChatBody(
+        model=model,
+        messages=[ollama_message(m, names) for m in request.messages],
+        tools=request.tools,
+        options=options if options != Options() else None,
+        think=think(request.reasoning_effort),
+        format=response_format(request),
+    )
+
+
+def ollama_message(message: Message, names: Mapping[str, str]) -> OllamaMessage:
+    match message:
+        case UserMessage(content=str() as text):
+            return OllamaMessage("user", text)
+        case UserMessage(content=parts):
+            images = [inline_image(p, "Ollama")[1] for p in parts if isinstance(p, ImagePart)]
+            return OllamaMessage("user", message_text(parts), images=images or None)
+        case AssistantMessage(tool_calls=calls):
+            called = [OllamaToolCall(OllamaFunction(c.function.name, tool_arguments(c))) for c in calls or ()]
+            return OllamaMessage("assistant", message_text(message.content), tool_calls=called or None)
+        case ToolMessage(tool_call_id=call_id):
+            name = tool_name_for(dict(names), call_id, "Ollama")
+            return OllamaMessage("tool", message_text(message.content), tool_name=name, tool_call_id=call_id)
+        case SystemMessage() | DeveloperMessage():
+            return OllamaMessage("system", message_text(message.content))
+    raise AssertionError(f"unhandled message {type(message).__name__}")
+
+
+def think(effort: str | None) -> bool | str | None:
+    """Ollama's ``think``: off for none, a level where models take one, on otherwise."""
+    if effort is None:
+        return None
+    if effort == "none":
+        return False
+    return effort if effort in ("low", "medium", "high") else True
+
+
+def response_format(request: ChatRequest) -> str | dict[str, Any] | None:
+    match request.response_format:
+        case ResponseFormatJsonSchema(json_schema=schema):
+            return schema.schema or "json"
+        case ResponseFormatJsonObject():
+            return "json"
+    return None
+
+
+# The stream, as wire structs holding only the fields read.
+class WireFunction(Struct):
+    name: str = ""
+    arguments: Any = None
+
+
+class WireToolCall(Struct):
+    function: WireFunction
+    id: str | None = None
+
+
+class WireMessage(Struct):
+    content: str | None = None
+    thinking: str | None = None
+    tool_calls: list[WireToolCall] | None = None
+
+
+class Line(Struct):
+    message: WireMessage | None = None
+    done: bool = False
+    done_reason: str | None = None
+    prompt_eval_count: int | None = None
+    eval_count: int | None = None
+    prompt_eval_cached_count: int | None = None
+    error: Any = None
+
+
+LINE_DECODER = msgspec.json.Decoder(Line)
+
+
+class OllamaStream:
+    """Reads Ollama's NDJSON into canonical events; the ``done: true`` line is the terminator."""
+
+    def __init__(self, provider: str):
+        self.provider = provider
+        self.lines = NDJSONDecoder()
+        self.tool_calls = 0
+        self.done = False
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        events: list[Event] = []
+        for line in self.lines.feed(chunk):
+            self.read(line, events)
+        return events
+
+    def end(self) -> list[Event]:
+        events: list[Event] = []
+        for line in self.lines.flush():
+            self.read(line, events)
+        if not self.done:
+            raise StreamTruncatedError(
+                f"{self.provider}'s stream ended before its done line, so the answer is incomplete. Retry the request."
+            )
+        return events
+
+    def read(self, raw: bytes, events: list[Event]) -> None:
+        if self.done:
+            return
+        try:
+            line = LINE_DECODER.decode(raw)
+        except msgspec.DecodeError:
+            raise protocol_error(self.provider, "a line that is not valid JSON") from None
+        if line.error is not None:
+            message = line.error if isinstance(line.error, str) else common_error(raw).message
+            raise in_band_error(self.provider, message, None)
+        message = line.message
+        if message is not None:
+            if message.thinking:
+                events.append(ReasoningDelta(message.thinking))
+            if message.content:
+                events.append(TextDelta(message.content))
+            for call in message.tool_calls or ():
+                index, self.tool_calls = self.tool_calls, self.tool_calls + 1
+                events.append(ToolCallStart(index, call.id or new_tool_call_id(), call.function.name))
+                events.append(ToolCallDelta(index, ENCODER.encode(call.function.arguments or {}).decode()))
+        if line.done:
+            self.done = True
+            events += self.closing(line)
+
+    def closing(self, line: Line) -> list[Event]:
+        if not line.done_reason:
+            # Ollama leaves the reason empty when its runner's connection closed early.
+            raise StreamTruncatedError(f"{self.provider} ended the answer without a reason; it may be incomplete.")
+        usage = Usage(line.prompt_eval_count or 0, line.eval_count or 0, line.prompt_eval_cached_count or 0)
+        reason = "length" if line.done_reason == "length" else "tool_calls" if self.tool_calls else "stop"
+        return [usage, Finish(reason)]
+
+
+class OllamaProvider:
+    models: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        name: str,
+        client: httpx.AsyncClient,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        api_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        self.name = name
+        self.client = client
+        self.url = f"{base_url.rstrip('/')}/api/chat"
+        self.headers = {"content-type": "application/json", **(headers or {})}
+        if api_key:
+            self.headers["authorization"] = f"Bearer {api_key}"
+
+    def build_request(self, request: ChatRequest, deployment: Deployment) -> httpx.Request:
+        body = ENCODER.encode(chat_body(request, deployment.model))
+        return httpx.Request("POST", self.url, headers=self.headers, content=body)
+
+    def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:
+        http_request = self.build_request(request, deployment)
+        return upstream_events(self.client, http_request, self.name, common_error, OllamaStream(self.name))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,282 @@
+"""OpenAI Chat Completions, for api.openai.com and any OpenAI-compatible server (vLLM, llama.cpp, Groq, ...).
+
+A deployment with ``api: responses`` goes through the Responses API instead (``openai_responses``).
+The request is the client's own dialect, so it is re-encoded nearly as sent; the stream is read for
+text, reasoning (``reasoning_content`` or ``reasoning``), tool-call fragments keyed by index, usage,
+the finish reason and in-band errors. ``[DONE]`` is the terminator: a stream without it is truncated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any, Literal
+
+import httpx
+import msgspec
+from msgspec import Struct
+
+from providers import openai_responses
+from providers.base import (
+    Deployment,
+    Event,
+    Finish,
+    FinishReason,
+    ReasoningDelta,
+    StreamTruncatedError,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+    new_tool_call_id,
+)
+from providers.http import common_error, in_band_error, protocol_error, upstream_events
+from providers.request import (
+    ChatRequest,
+    Message,
+    ResponseFormat,
+    StopSequences,
+    Tool,
+    ToolChoice,
+)
+from providers.sse import SSEDecoder
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+ENCODER = msgspec.json.Encoder()
+FINISH_REASONS: dict[str | None, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+class StreamOptions(Struct, frozen=True):
+    include_usage: bool = True
+
+
+class ChatBody(Struct, omit_defaults=True):
+    model: str
+    messages: list[Message]
+    stream: bool = True
+    stream_options: StreamOptions = StreamOptions()
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: StopSequences | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    seed: int | None = None
+    user: str | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: str | None = None
+
+
+def chat_body(request: ChatRequest, model: str) -> ChatBody:
+    return ChatBody(
+        model=model,
+        messages=request.messages,
+        max_tokens=request.max_tokens,
+        max_completion_tokens=request.max_completion_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        stop=request.stop,
+        tools=request.tools,
+        tool_choice=request.tool_choice,
+        parallel_tool_calls=request.parallel_tool_calls,
+        seed=request.seed,
+        user=request.user,
+        response_format=request.response_format,
+        reasoning_effort=request.reasoning_effort,
+    )
+
+
+# The stream, as wire structs holding only the fields read.
+class FunctionDelta(Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallFragment(Struct):
+    index: int = 0
+    id: str | None = None
+    function: FunctionDelta | None = None
+
+
+class Delta(Struct):
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCallFragment] | None = None
+
+
+class Choice(Struct):
+    index: int = 0
+    delta: Delta | None = None
+    finish_reason: str | None = None
+
+
+class PromptDetails(Struct):
+    cached_tokens: int | None = None
+
+
+class CompletionDetails(Struct):
+    reasoning_tokens: int | None = None
+
+
+class WireUsage(Struct):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    prompt_tokens_details: PromptDetails | None = None
+    completion_tokens_details: CompletionDetails | None = None
+
+
+class WireError(Struct):
+    message: str | None = None
+    type: str | None = None
+    code: str | int | None = None
+
+
+class Chunk(Struct):
+    choices: list[Choice] | None = None
+    usage: WireUsage | None = None
+    error: WireError | None = None
+    object: str | None = None  # vLLM reports errors as {"object": "error", "message", "type", "code"}
+    message: str | None = None
+    type: str | None = None
+    code: str | int | None = None
+
+
+CHUNK_DECODER = msgspec.json.Decoder(Chunk)
+
+
+class ChatStream:
+    """Reads a Chat Completions SSE stream into canonical events; ``Finish`` waits for ``[DONE]``."""
+
+    def __init__(self, provider: str):
+        self.provider = provider
+        self.sse = SSEDecoder()
+        self.tool_index: dict[int, int] = {}
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.done = False
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        events: list[Event] = []
+        for sse in self.sse.feed(chunk):
+            if not self.done:
+                self.read(sse.data, events)
+        return events
+
+    def end(self) -> list[Event]:
+        self.sse.flush()
+        if not self.done:
+            raise StreamTruncatedError(
+                f"{self.provider}'s stream ended without its [DONE] marker, so the answer is incomplete. "
+                "Retry the request."
+            )
+        return []
+
+    def read(self, data: str, events: list[Event]) -> None:
+        if data.strip() == "[DONE]":
+            self.done = True
+            events.extend(self.closing())
+            return
+        try:
+            chunk = CHUNK_DECODER.decode(data)
+        except msgspec.DecodeError:
+            raise protocol_error(self.provider, "a data line that is not valid JSON") from None
+        if chunk.error is not None:
+            raise in_band_error(self.provider, chunk.error.message, chunk.error.code or chunk.error.type)
+        if chunk.object == "error":
+            raise in_band_error(self.provider, chunk.message, chunk.code or chunk.type)
+        for choice in chunk.choices or ():
+            if choice.index == 0:
+                self.read_choice(choice, events)
+        if chunk.usage is not None:
+            self.usage = usage_of(chunk.usage)
+
+    def read_choice(self, choice: Choice, events: list[Event]) -> None:
+        delta = choice.delta
+        if delta is not None:
+            reasoning = delta.reasoning_content or delta.reasoning
+            if reasoning:
+                events.append(ReasoningDelta(reasoning))
+            if delta.content:
+                events.append(TextDelta(delta.content))
+            if delta.refusal:
+                events.append(TextDelta(delta.refusal))
+            for fragment in delta.tool_calls or ():
+                self.read_tool_call(fragment, events)
+        if choice.finish_reason is not None:
+            if choice.finish_reason == "error":
+                raise in_band_error(self.provider, "the provider ended the answer with an error", None)
+            self.finish_reason = choice.finish_reason
+
+    def read_tool_call(self, fragment: ToolCallFragment, events: list[Event]) -> None:
+        """Fragments are keyed by their index (which need not start at 0); id and name come once."""
+        function = fragment.function or FunctionDelta()
+        index = self.tool_index.get(fragment.index)
+        if index is None:
+            index = self.tool_index[fragment.index] = len(self.tool_index)
+            events.append(ToolCallStart(index, fragment.id or new_tool_call_id(), function.name or ""))
+        if function.arguments:
+            events.append(ToolCallDelta(index, function.arguments))
+
+    def closing(self) -> list[Event]:
+        reason = FINISH_REASONS.get(self.finish_reason, "stop")
+        if reason == "stop" and self.tool_index:
+            reason = "tool_calls"  # some compatible servers say stop after calling tools
+        return [*([self.usage] if self.usage else []), Finish(reason)]
+
+
+def usage_of(usage: WireUsage) -> Usage:
+    prompt, completion = usage.prompt_tokens_details, usage.completion_tokens_details
+    return Usage(
+        prompt_tokens=usage.prompt_tokens or 0,
+        completion_tokens=usage.completion_tokens or 0,
+        cached_tokens=(prompt.cached_tokens if prompt else None) or 0,
+        reasoning_tokens=(completion.reasoning_tokens if completion else None) or 0,
+    )
+
+
+class OpenAIProvider:
+    """OpenAI, or any server that speaks its Chat Completions API, over one pooled client."""
+
+    models: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        name: str,
+        client: httpx.AsyncClient,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        api_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        self.name = name
+        self.client = client
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"content-type": "application/json", "accept": "text/event-stream", **(headers or {})}
+        if api_key:
+            self.headers["authorization"] = f"Bearer {api_key}"
+
+    def build_request(self, request: ChatRequest, deployment: Deployment) -> httpx.Request:
+        if deployment.api == "responses":
+            body: Any = openai_responses.responses_body(request, deployment.model)
+            url = f"{self.base_url}/responses"
+        else:
+            body, url = chat_body(request, deployment.model), f"{self.base_url}/chat/completions"
+        return httpx.Request("POST", url, headers=self.headers, content=ENCODER.encode(body))
+
+    def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:
+        http_request = self.build_request(request, deployment)
+        api: Literal["chat", "responses"] = deployment.api
+        mapper = openai_responses.ResponsesStream(self.name) if api == "responses" else ChatStream(self.name)
+        return upstream_events(self.client, http_request, self.name, common_error, mapper)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

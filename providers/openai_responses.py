@@ -1,0 +1,329 @@
+"""OpenAI's Responses API (``POST /responses``), for models that exist only there, such as gpt-5-codex.
+
+Requests become input items (messages, ``function_call`` and ``function_call_output``) with flat tools.
+The stream is typed events; the terminal one is ``response.completed``, ``.incomplete``, ``.failed`` or
+``error``, with no ``[DONE]``. Tool calls are keyed by ``item_id``; arguments may come only in ``.done``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from msgspec import Struct
+
+from providers.base import (
+    Event,
+    Finish,
+    FinishReason,
+    InvalidRequestError,
+    ReasoningDelta,
+    StreamTruncatedError,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
+from providers.http import in_band_error, protocol_error
+from providers.request import (
+    AssistantMessage,
+    ChatRequest,
+    DeveloperMessage,
+    ImagePart,
+    Message,
+    ResponseFormatJsonObject,
+    ResponseFormatJsonSchema,
+    ToolChoiceFunction,
+    ToolMessage,
+    UserMessage,
+    message_text,
+)
+from providers.sse import SSEDecoder
+
+
+class InputText(Struct, tag="input_text", tag_field="type"):
+    text: str
+
+
+class InputImage(Struct, tag="input_image", tag_field="type", omit_defaults=True):
+    image_url: str
+    detail: str | None = None
+
+
+class InputMessage(Struct, tag="message", tag_field="type"):
+    role: str
+    content: str | list[InputText | InputImage]
+
+
+class FunctionCallItem(Struct, tag="function_call", tag_field="type"):
+    call_id: str
+    name: str
+    arguments: str
+
+
+class FunctionCallOutput(Struct, tag="function_call_output", tag_field="type"):
+    call_id: str
+    output: str
+
+
+InputItem = InputMessage | FunctionCallItem | FunctionCallOutput
+
+
+class FunctionTool(Struct, tag="function", tag_field="type", omit_defaults=True):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class NamedToolChoice(Struct, tag="function", tag_field="type"):
+    name: str
+
+
+class Reasoning(Struct, omit_defaults=True):
+    effort: str
+    summary: str = "auto"
+
+
+class TextOptions(Struct):
+    format: dict[str, Any]
+
+
+class ResponsesBody(Struct, omit_defaults=True):
+    model: str
+    input: list[InputItem]
+    stream: bool = True
+    store: bool = False
+    tools: list[FunctionTool] | None = None
+    tool_choice: str | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    reasoning: Reasoning | None = None
+    text: TextOptions | None = None
+    user: str | None = None
+
+
+def responses_body(request: ChatRequest, model: str) -> ResponsesBody:
+    if request.stop is not None:
+        raise InvalidRequestError(
+            "The OpenAI Responses API has no stop sequences; leave out `stop` for this model.", param="stop"
+        )
+    choice = request.tool_choice
+    return ResponsesBody(
+        model=model,
+        input=[item for message in request.messages for item in input_items(message)],
+        tools=[
+            FunctionTool(t.function.name, t.function.description, t.function.parameters, t.function.strict)
+            for t in request.tools
+        ]
+        if request.tools
+        else None,
+        tool_choice=NamedToolChoice(choice.function.name) if isinstance(choice, ToolChoiceFunction) else choice,
+        parallel_tool_calls=request.parallel_tool_calls,
+        max_output_tokens=request.token_limit,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        reasoning=Reasoning(request.reasoning_effort) if request.reasoning_effort else None,
+        text=text_options(request),
+        user=request.user,
+    )
+
+
+def input_items(message: Message) -> list[InputItem]:
+    match message:
+        case UserMessage(content=str() as text):
+            return [InputMessage("user", text)]
+        case UserMessage(content=parts):
+            return [InputMessage("user", [user_part(part) for part in parts])]
+        case AssistantMessage(tool_calls=calls):
+            text = message_text(message.content)
+            items: list[InputItem] = [InputMessage("assistant", text)] if text else []
+            return items + [FunctionCallItem(c.id, c.function.name, c.function.arguments) for c in calls or ()]
+        case ToolMessage(tool_call_id=call_id):
+            return [FunctionCallOutput(call_id, message_text(message.content))]
+        case DeveloperMessage():
+            return [InputMessage("developer", message_text(message.content))]
+    return [InputMessage("system", message_text(message.content))]
+
+
+def user_part(part: Any) -> InputText | InputImage:
+    if isinstance(part, ImagePart):
+        return InputImage(part.image_url.url, part.image_url.detail)
+    return InputText(part.text)
+
+
+def text_options(request: ChatRequest) -> TextOptions | None:
+    match request.response_format:
+        case ResponseFormatJsonSchema(json_schema=schema):
+            fmt = {"type": "json_schema", "name": schema.name, "schema": schema.schema or {}}
+            if schema.strict is not None:
+                fmt["strict"] = schema.strict
+            return TextOptions(fmt)
+        case ResponseFormatJsonObject():
+            return TextOptions({"type": "json_object"})
+    return None
+
+
+# The stream, as wire structs holding only the fields read.
+class Item(Struct):
+    type: str = ""
+    id: str | None = None
+    call_id: str | None = None
+    name: str | None = None
+    arguments: str | None = None
+
+
+class InputDetails(Struct):
+    cached_tokens: int | None = None
+
+
+class OutputDetails(Struct):
+    reasoning_tokens: int | None = None
+
+
+class WireUsage(Struct):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    input_tokens_details: InputDetails | None = None
+    output_tokens_details: OutputDetails | None = None
+
+
+class ErrorInfo(Struct):
+    code: str | None = None
+    message: str | None = None
+    type: str | None = None
+
+
+class IncompleteDetails(Struct):
+    reason: str | None = None
+
+
+class Response(Struct):
+    usage: WireUsage | None = None
+    error: ErrorInfo | None = None
+    incomplete_details: IncompleteDetails | None = None
+
+
+class WireEvent(Struct):
+    type: str = ""
+    delta: Any = None
+    item: Item | None = None
+    item_id: str | None = None
+    arguments: str | None = None
+    response: Response | None = None
+    code: str | None = None
+    message: str | None = None
+    error: ErrorInfo | None = None
+
+
+EVENT_DECODER = msgspec.json.Decoder(WireEvent)
+INCOMPLETE_REASONS: dict[str | None, FinishReason] = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+class ResponsesStream:
+    """Reads a Responses API event stream into canonical events; the terminal event ends it."""
+
+    def __init__(self, provider: str):
+        self.provider = provider
+        self.sse = SSEDecoder()
+        self.tool_index: dict[str, int] = {}
+        self.with_arguments: set[str] = set()
+        self.done = False
+        self.handlers: dict[str, Callable[[WireEvent], list[Event]]] = {
+            "response.output_text.delta": self.on_text,
+            "response.refusal.delta": self.on_text,
+            "response.reasoning_summary_text.delta": self.on_reasoning,
+            "response.reasoning_text.delta": self.on_reasoning,
+            "response.output_item.added": self.on_item_added,
+            "response.function_call_arguments.delta": self.on_arguments,
+            "response.function_call_arguments.done": self.on_arguments_done,
+            "response.completed": self.on_completed,
+            "response.incomplete": self.on_incomplete,
+            "response.failed": self.on_failed,
+            "error": self.on_error,
+        }
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        events: list[Event] = []
+        for sse in self.sse.feed(chunk):
+            if self.done:
+                continue
+            try:
+                event = EVENT_DECODER.decode(sse.data)
+            except msgspec.DecodeError:
+                raise protocol_error(self.provider, "an event that is not valid JSON") from None
+            handler = self.handlers.get(event.type)
+            if handler is not None:
+                events += handler(event)
+        return events
+
+    def end(self) -> list[Event]:
+        self.sse.flush()
+        if not self.done:
+            raise StreamTruncatedError(
+                f"{self.provider}'s stream ended before its terminal event, so the answer is incomplete. "
+                "Retry the request."
+            )
+        return []
+
+    def on_text(self, event: WireEvent) -> list[Event]:
+        return [TextDelta(event.delta)] if isinstance(event.delta, str) and event.delta else []
+
+    def on_reasoning(self, event: WireEvent) -> list[Event]:
+        return [ReasoningDelta(event.delta)] if isinstance(event.delta, str) and event.delta else []
+
+    def on_item_added(self, event: WireEvent) -> list[Event]:
+        item = event.item
+        if item is None or item.type != "function_call" or item.id is None:
+            return []
+        index = self.tool_index[item.id] = len(self.tool_index)
+        events: list[Event] = [ToolCallStart(index, item.call_id or item.id, item.name or "")]
+        if item.arguments:
+            self.with_arguments.add(item.id)
+            events.append(ToolCallDelta(index, item.arguments))
+        return events
+
+    def on_arguments(self, event: WireEvent) -> list[Event]:
+        index = self.tool_index.get(event.item_id or "")
+        if index is None or not isinstance(event.delta, str) or not event.delta:
+            return []
+        self.with_arguments.add(event.item_id or "")
+        return [ToolCallDelta(index, event.delta)]
+
+    def on_arguments_done(self, event: WireEvent) -> list[Event]:
+        """Some servers send the arguments only here; send them when no delta carried them."""
+        item_id = event.item_id or ""
+        index = self.tool_index.get(item_id)
+        if index is None or item_id in self.with_arguments or not event.arguments:
+            return []
+        self.with_arguments.add(item_id)
+        return [ToolCallDelta(index, event.arguments)]
+
+    def on_completed(self, event: WireEvent) -> list[Event]:
+        return self.closing(event, "tool_calls" if self.tool_index else "stop")
+
+    def on_incomplete(self, event: WireEvent) -> list[Event]:
+        details = event.response.incomplete_details if event.response else None
+        return self.closing(event, INCOMPLETE_REASONS.get(details.reason if details else None, "length"))
+
+    def on_failed(self, event: WireEvent) -> list[Event]:
+        error = (event.response.error if event.response else None) or ErrorInfo()
+        raise in_band_error(self.provider, error.message or "the response failed", error.code or error.type)
+
+    def on_error(self, event: WireEvent) -> list[Event]:
+        error = event.error or ErrorInfo(event.code, event.message)
+        raise in_band_error(self.provider, error.message, error.code or error.type)
+
+    def closing(self, event: WireEvent, reason: FinishReason) -> list[Event]:
+        self.done = True
+        usage = event.response.usage if event.response else None
+        return [*([usage_of(usage)] if usage else []), Finish(reason)]
+
+
+def usage_of(usage: WireUsage) -> Usage:
+    cached = usage.input_tokens_details.cached_tokens if usage.input_tokens_details else None
+    reasoning = usage.output_tokens_details.reasoning_tokens if usage.output_tokens_details else None
+    return Usage(usage.input_tokens or 0, usage.output_tokens or 0, cached or 0, reasoning or 0)
