@@ -30,6 +30,7 @@ from providers.base import (
 from providers.http import common_error, in_band_error, protocol_error, upstream_events
 from providers.messages import DATA_URI, system_text, tool_arguments, turns
 from providers.request import (
+    JSON_ENCODER,
     AssistantMessage,
     ChatRequest,
     ImagePart,
@@ -46,7 +47,6 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
-ENCODER = msgspec.json.Encoder()
 
 
 class TextBlock(Struct, tag="text", tag_field="type"):
@@ -110,8 +110,8 @@ class MessagesBody(Struct, omit_defaults=True):
     model: str
     max_tokens: int
     messages: list[Turn]
+    stream: bool
     system: str | None = None
-    stream: bool = True
     stop_sequences: list[str] | None = None
     temperature: float | None = None
     top_p: float | None = None
@@ -133,6 +133,7 @@ def messages_body(request: ChatRequest, model: str) -> MessagesBody:
         model=model,
         max_tokens=max_tokens,
         messages=conversation(turns(request)),
+        stream=True,
         system=system_text(request),
         stop_sequences=[stop] if isinstance(stop, str) else stop,
         temperature=request.temperature,
@@ -194,7 +195,7 @@ def blocks_of(message: Message) -> list[Block]:
     match message:
         case UserMessage(content=str() as text):
             return [TextBlock(text)] if text else []
-        case UserMessage(content=parts):
+        case UserMessage(content=list() as parts):
             return [image_block(p) if isinstance(p, ImagePart) else TextBlock(p.text) for p in parts]
         case AssistantMessage(tool_calls=calls):
             text = message_text(message.content)
@@ -375,7 +376,7 @@ class AnthropicProvider:
             self.headers["x-api-key"] = api_key
 
     def build_request(self, request: ChatRequest, deployment: Deployment) -> httpx.Request:
-        body = ENCODER.encode(messages_body(request, deployment.model))
+        body = JSON_ENCODER.encode(messages_body(request, deployment.model))
         return httpx.Request("POST", self.url, headers=self.headers, content=body)
 
     def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:

@@ -40,6 +40,7 @@ from providers.messages import (
     turns,
 )
 from providers.request import (
+    JSON_ENCODER,
     AssistantMessage,
     ChatRequest,
     ImagePart,
@@ -59,7 +60,6 @@ DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 REPLAY_SIGNATURE = "skip_thought_signature_validator"
 THINKING_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768}
 MAX_WHOLE_BODY = 32 * 1024 * 1024
-ENCODER = msgspec.json.Encoder()
 
 
 class Camel(Struct, rename="camel", omit_defaults=True):
@@ -115,7 +115,7 @@ class ToolConfig(Camel):
 
 class ThinkingConfig(Camel):
     thinking_budget: int
-    include_thoughts: bool = True
+    include_thoughts: bool
 
 
 class GenerationConfig(Camel):
@@ -174,7 +174,7 @@ def parts_of(message: Message, names: dict[str, str]) -> list[Part]:
     match message:
         case UserMessage(content=str() as text):
             return [Part(text=text)] if text else []
-        case UserMessage(content=items):
+        case UserMessage(content=list() as items):
             return [image_part(item) if isinstance(item, ImagePart) else Part(text=item.text) for item in items]
         case AssistantMessage(tool_calls=calls):
             text = message_text(message.content)
@@ -324,7 +324,8 @@ class GeminiStream:
         self.sse.flush()
         if self.finish_reason is None:
             raise StreamTruncatedError(
-                f"{self.provider}'s stream ended without a finishReason, so the answer is incomplete. Retry the request."
+                f"{self.provider}'s stream ended without a finishReason, so the answer is incomplete. "
+                "Retry the request."
             )
         return [*events, *([self.usage] if self.usage else []), Finish(self.finish())]
 
@@ -350,7 +351,7 @@ class GeminiStream:
             call, index = part.function_call, self.tool_calls
             self.tool_calls += 1
             events.append(ToolCallStart(index, call.id or new_tool_call_id(), call.name or ""))
-            events.append(ToolCallDelta(index, ENCODER.encode(call.args or {}).decode()))
+            events.append(ToolCallDelta(index, JSON_ENCODER.encode(call.args or {}).decode()))
         elif part.text:
             events.append(ReasoningDelta(part.text) if part.thought else TextDelta(part.text))
 
@@ -432,7 +433,7 @@ class GeminiProvider:
     def build_request(self, request: ChatRequest, deployment: Deployment) -> httpx.Request:
         method = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
         url = f"{self.base_url}/v1beta/models/{deployment.model}:{method}"
-        return httpx.Request("POST", url, headers=self.headers, content=ENCODER.encode(generate_body(request)))
+        return httpx.Request("POST", url, headers=self.headers, content=JSON_ENCODER.encode(generate_body(request)))
 
     def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:
         http_request = self.build_request(request, deployment)

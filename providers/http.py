@@ -164,7 +164,7 @@ class StreamMapper(Protocol):
 async def upstream_events(
     client: httpx.AsyncClient, request: httpx.Request, provider: str, read_error: ErrorReader, mapper: StreamMapper
 ) -> AsyncGenerator[Event, None]:
-    """The one loop every vendor shares: send, yield ``Start`` once accepted, then what the mapper makes of the bytes."""
+    """The loop every vendor shares: send, yield ``Start`` once accepted, then what the mapper makes of the bytes."""
     async with open_stream(client, request, provider, read_error) as response:
         yield Start()
         async for chunk in response.aiter_bytes():
@@ -199,7 +199,7 @@ def to_float(raw: str) -> float | None:
 
 
 def common_error(body: bytes) -> VendorError:
-    """The message in the error bodies vendors send: ``{"error": {"message"}}``, ``{"error": "..."}``, ``{"message"}``."""
+    """The message in vendors' error bodies: ``{"error": {"message"}}``, ``{"error": "..."}`` or ``{"message"}``."""
     try:
         data: Any = msgspec.json.decode(body)
     except msgspec.DecodeError:

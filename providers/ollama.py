@@ -17,6 +17,7 @@ from providers.base import (
     Deployment,
     Event,
     Finish,
+    FinishReason,
     ReasoningDelta,
     StreamTruncatedError,
     TextDelta,
@@ -29,6 +30,7 @@ from providers.http import common_error, in_band_error, protocol_error, upstream
 from providers.messages import inline_image, tool_arguments, tool_name_for, tool_names
 from providers.ndjson import NDJSONDecoder
 from providers.request import (
+    JSON_ENCODER,
     AssistantMessage,
     ChatRequest,
     DeveloperMessage,
@@ -44,7 +46,6 @@ from providers.request import (
 )
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
-ENCODER = msgspec.json.Encoder()
 
 
 class OllamaFunction(Struct):
@@ -76,7 +77,7 @@ class Options(Struct, omit_defaults=True):
 class ChatBody(Struct, omit_defaults=True):
     model: str
     messages: list[OllamaMessage]
-    stream: bool = True
+    stream: bool
     tools: list[Tool] | None = None
     options: Options | None = None
     think: bool | str | None = None
@@ -95,6 +96,7 @@ def chat_body(request: ChatRequest, model: str) -> ChatBody:
     return ChatBody(
         model=model,
         messages=[ollama_message(m, names) for m in request.messages],
+        stream=True,
         tools=request.tools,
         options=options if options != Options() else None,
         think=think(request.reasoning_effort),
@@ -106,7 +108,7 @@ def ollama_message(message: Message, names: Mapping[str, str]) -> OllamaMessage:
     match message:
         case UserMessage(content=str() as text):
             return OllamaMessage("user", text)
-        case UserMessage(content=parts):
+        case UserMessage(content=list() as parts):
             images = [inline_image(p, "Ollama")[1] for p in parts if isinstance(p, ImagePart)]
             return OllamaMessage("user", message_text(parts), images=images or None)
         case AssistantMessage(tool_calls=calls):
@@ -201,8 +203,8 @@ class OllamaStream:
         except msgspec.DecodeError:
             raise protocol_error(self.provider, "a line that is not valid JSON") from None
         if line.error is not None:
-            message = line.error if isinstance(line.error, str) else common_error(raw).message
-            raise in_band_error(self.provider, message, None)
+            said = line.error if isinstance(line.error, str) else common_error(raw).message
+            raise in_band_error(self.provider, said, None)
         message = line.message
         if message is not None:
             if message.thinking:
@@ -212,7 +214,7 @@ class OllamaStream:
             for call in message.tool_calls or ():
                 index, self.tool_calls = self.tool_calls, self.tool_calls + 1
                 events.append(ToolCallStart(index, call.id or new_tool_call_id(), call.function.name))
-                events.append(ToolCallDelta(index, ENCODER.encode(call.function.arguments or {}).decode()))
+                events.append(ToolCallDelta(index, JSON_ENCODER.encode(call.function.arguments or {}).decode()))
         if line.done:
             self.done = True
             events += self.closing(line)
@@ -222,7 +224,7 @@ class OllamaStream:
             # Ollama leaves the reason empty when its runner's connection closed early.
             raise StreamTruncatedError(f"{self.provider} ended the answer without a reason; it may be incomplete.")
         usage = Usage(line.prompt_eval_count or 0, line.eval_count or 0, line.prompt_eval_cached_count or 0)
-        reason = "length" if line.done_reason == "length" else "tool_calls" if self.tool_calls else "stop"
+        reason: FinishReason = "length" if line.done_reason == "length" else "tool_calls" if self.tool_calls else "stop"
         return [usage, Finish(reason)]
 
 
@@ -246,7 +248,7 @@ class OllamaProvider:
             self.headers["authorization"] = f"Bearer {api_key}"
 
     def build_request(self, request: ChatRequest, deployment: Deployment) -> httpx.Request:
-        body = ENCODER.encode(chat_body(request, deployment.model))
+        body = JSON_ENCODER.encode(chat_body(request, deployment.model))
         return httpx.Request("POST", self.url, headers=self.headers, content=body)
 
     def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:

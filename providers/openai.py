@@ -31,6 +31,7 @@ from providers.base import (
 )
 from providers.http import common_error, in_band_error, protocol_error, upstream_events
 from providers.request import (
+    JSON_ENCODER,
     ChatRequest,
     Message,
     ResponseFormat,
@@ -41,7 +42,6 @@ from providers.request import (
 from providers.sse import SSEDecoder
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-ENCODER = msgspec.json.Encoder()
 FINISH_REASONS: dict[str | None, FinishReason] = {
     "stop": "stop",
     "length": "length",
@@ -52,14 +52,16 @@ FINISH_REASONS: dict[str | None, FinishReason] = {
 
 
 class StreamOptions(Struct, frozen=True):
-    include_usage: bool = True
+    include_usage: bool
 
 
 class ChatBody(Struct, omit_defaults=True):
+    """Fields without defaults are always sent: ``omit_defaults`` drops any field equal to its default."""
+
     model: str
     messages: list[Message]
-    stream: bool = True
-    stream_options: StreamOptions = StreamOptions()
+    stream: bool
+    stream_options: StreamOptions
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
     temperature: float | None = None
@@ -78,6 +80,8 @@ def chat_body(request: ChatRequest, model: str) -> ChatBody:
     return ChatBody(
         model=model,
         messages=request.messages,
+        stream=True,
+        stream_options=StreamOptions(include_usage=True),
         max_tokens=request.max_tokens,
         max_completion_tokens=request.max_completion_tokens,
         temperature=request.temperature,
@@ -270,7 +274,7 @@ class OpenAIProvider:
             url = f"{self.base_url}/responses"
         else:
             body, url = chat_body(request, deployment.model), f"{self.base_url}/chat/completions"
-        return httpx.Request("POST", url, headers=self.headers, content=ENCODER.encode(body))
+        return httpx.Request("POST", url, headers=self.headers, content=JSON_ENCODER.encode(body))
 
     def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:
         http_request = self.build_request(request, deployment)

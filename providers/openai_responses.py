@@ -81,7 +81,7 @@ class NamedToolChoice(Struct, tag="function", tag_field="type"):
     name: str
 
 
-class Reasoning(Struct, omit_defaults=True):
+class Reasoning(Struct):
     effort: str
     summary: str = "auto"
 
@@ -93,8 +93,8 @@ class TextOptions(Struct):
 class ResponsesBody(Struct, omit_defaults=True):
     model: str
     input: list[InputItem]
-    stream: bool = True
-    store: bool = False
+    stream: bool
+    store: bool
     tools: list[FunctionTool] | None = None
     tool_choice: str | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
@@ -114,6 +114,8 @@ def responses_body(request: ChatRequest, model: str) -> ResponsesBody:
     choice = request.tool_choice
     return ResponsesBody(
         model=model,
+        stream=True,
+        store=False,
         input=[item for message in request.messages for item in input_items(message)],
         tools=[
             FunctionTool(t.function.name, t.function.description, t.function.parameters, t.function.strict)
@@ -136,7 +138,7 @@ def input_items(message: Message) -> list[InputItem]:
     match message:
         case UserMessage(content=str() as text):
             return [InputMessage("user", text)]
-        case UserMessage(content=parts):
+        case UserMessage(content=list() as parts):
             return [InputMessage("user", [user_part(part) for part in parts])]
         case AssistantMessage(tool_calls=calls):
             text = message_text(message.content)
@@ -158,7 +160,7 @@ def user_part(part: Any) -> InputText | InputImage:
 def text_options(request: ChatRequest) -> TextOptions | None:
     match request.response_format:
         case ResponseFormatJsonSchema(json_schema=schema):
-            fmt = {"type": "json_schema", "name": schema.name, "schema": schema.schema or {}}
+            fmt: dict[str, Any] = {"type": "json_schema", "name": schema.name, "schema": schema.schema or {}}
             if schema.strict is not None:
                 fmt["strict"] = schema.strict
             return TextOptions(fmt)

@@ -195,4 +195,12 @@ def message_text(content: str | list[Any] | None) -> str:
     return "".join(part.text for part in content if isinstance(part, TextPart))
 
 
+def encode_whole_number(value: Any) -> Any:
+    if isinstance(value, TokenCount | Int64):
+        return int(value)
+    raise NotImplementedError
+
+
 CHAT_REQUEST_DECODER = msgspec.json.Decoder(ChatRequest, dec_hook=whole_number)
+# For every body built from a request: the whole-number types above go back out as plain integers.
+JSON_ENCODER = msgspec.json.Encoder(enc_hook=encode_whole_number)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from providers.base import Deployment, ModelNotFoundError
+from providers.base import Deployment, ModelNotFoundError, Provider
 from providers.router import ModelInfo, Router
 from providers.simulated import SimulatedProvider
 from tests.fakes import ScriptedProvider
@@ -15,7 +15,7 @@ def router() -> Router:
         "codex": Deployment("openai", "gpt-5-codex", "responses"),
         "fast": Deployment("groq", "llama"),
     }
-    providers = [SimulatedProvider(), ScriptedProvider([], name="groq", models=())]
+    providers: list[Provider] = [SimulatedProvider(), ScriptedProvider([], name="groq", models=())]
     return Router(providers, aliases, {"openai": "set OPENAI_API_KEY in the gateway's environment"})
 
 
