@@ -21,6 +21,7 @@ class Model(msgspec.Struct):
 
 class ModelList(msgspec.Struct):
     data: list[Model]
+    providers: list[str]  # our extension: the providers enabled now
     object: str = "list"
 
 
@@ -31,8 +32,9 @@ class Health(msgspec.Struct):
 
 
 async def list_models(request: Request) -> Response:
-    models = [Model(m.id, m.provider) for m in gateway_of(request).router.list_models()]
-    return Response(ENCODER.encode(ModelList(models)), media_type="application/json")
+    router = gateway_of(request).router
+    models = [Model(m.id, m.provider) for m in router.list_models()]
+    return Response(ENCODER.encode(ModelList(models, sorted(router.providers))), media_type="application/json")
 
 
 async def get_health(request: Request) -> Response:

@@ -6,6 +6,7 @@ import pytest
 
 from app.config import MIB, ConfigError, GatewayConfig, check_providers, load_config, parse_config
 from providers.base import Deployment
+from providers.catalog import ProviderSpec
 
 
 def parse(text: str, **environ: str) -> GatewayConfig:
@@ -67,3 +68,30 @@ def test_alias_to_an_unknown_provider_is_named() -> None:
     config = GatewayConfig(models={"fast": Deployment("groq", "llama")})
     with pytest.raises(ConfigError, match=r"models\.fast\.provider names 'groq'"):
         check_providers(config, ["simulated"])
+
+
+def test_providers_are_read_with_interpolated_keys() -> None:
+    config = parse(
+        'providers:\n  groq: {type: openai, base_url: "https://api.groq.com/openai/v1", api_key: "${GROQ_API_KEY}"}\n'
+        "models:\n  fast: {provider: groq, model: llama-3.1-8b-instant}\n"
+        "  codex: {provider: openai, model: gpt-5-codex, api: responses}\n",
+        GROQ_API_KEY="gsk-1",
+    )
+    assert config.providers["groq"] == ProviderSpec("openai", "https://api.groq.com/openai/v1", "gsk-1")
+    assert config.models["codex"].api == "responses"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("providers: {groq: {type: openia}}", "at key providers.groq.type"),
+        ("providers: {groq: {type: openai, url: x}}", "unknown field `url` at key providers.groq"),
+        ("models: {m: {provider: openai, model: x, api: completions}}", "at key models.m.api"),
+        ("http: {transport: curl}", "http.transport is 'curl'"),
+        ("providers: {simulated: {type: openai}}", "built-in provider's name"),
+    ],
+)
+def test_bad_provider_config_names_the_key(text: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(text)
+    assert fragment in str(info.value)

@@ -13,6 +13,7 @@ async def test_models_lists_builtins_in_openai_format(client: httpx.AsyncClient)
     assert body["object"] == "list"
     assert {"id": "echo", "object": "model", "created": 0, "owned_by": "simulated"} in body["data"]
     assert {m["id"] for m in body["data"]} == {"echo", "synthetic"}
+    assert "simulated" in body["providers"]
 
 
 async def test_models_includes_configured_aliases() -> None:

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import gzip
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import httpx
+import pytest
+import respx
+
+from providers.base import (
+    Finish,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ProviderError,
+    RateLimitedError,
+    Start,
+    TextDelta,
+    UpstreamAuthError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+    Usage,
+)
+from providers.http import common_error, error_for, in_band_error, make_client, retry_after_from, upstream_events
+from providers.openai import ChatStream
+from tests.providers.streams import fixture
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"retry-after-ms": "1500", "retry-after": "9"}, 1.5),
+        ({"retry-after": "7"}, 7.0),
+        ({"retry-after": "2.5"}, 2.5),
+        ({"retry-after": "999999"}, 3600.0),
+        ({"retry-after": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after(headers: dict[str, str], seconds: float | None) -> None:
+    assert retry_after_from(headers) == seconds
+
+
+def test_retry_after_as_an_http_date() -> None:
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    seconds = retry_after_from({"retry-after": when})
+    assert seconds is not None
+    assert 25 < seconds <= 30
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"error":{"message":"bad model","type":"invalid_request_error"}}', "bad model"),
+        (b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}', "Overloaded"),
+        (b'{"error":"model \\"x\\" not found"}', 'model "x" not found'),
+        (b'[{"error":{"code":400,"message":"wrapped"}}]', "wrapped"),
+        (b'{"message":"plain"}', "plain"),
+        (b"upstream connect error", "upstream connect error"),
+        (b"<html><body>502 Bad Gateway</body></html>", None),
+        (b"", None),
+    ],
+)
+def test_common_error_finds_the_message(body: bytes, message: str | None) -> None:
+    assert common_error(body).message == message
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (400, InvalidRequestError),
+        (401, UpstreamAuthError),
+        (403, UpstreamAuthError),
+        (404, ModelNotFoundError),
+        (408, UpstreamTimeoutError),
+        (409, ProviderError),
+        (413, InvalidRequestError),
+        (422, InvalidRequestError),
+        (429, RateLimitedError),
+        (500, ProviderError),
+        (502, ProviderError),
+        (503, UpstreamUnavailableError),
+        (504, UpstreamTimeoutError),
+        (529, UpstreamUnavailableError),
+    ],
+)
+def test_the_status_table(status: int, kind: type[ProviderError]) -> None:
+    error = error_for("acme", status, "said this", f"HTTP {status}", None)
+    assert type(error) is kind
+    assert "acme" in error.message
+    assert ("said this" in error.message) is (kind is not UpstreamAuthError)
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [
+        ("rate_limit_exceeded", RateLimitedError),
+        ("RESOURCE_EXHAUSTED", RateLimitedError),
+        ("overloaded_error", UpstreamUnavailableError),
+        ("UNAVAILABLE", UpstreamUnavailableError),
+        ("invalid_request_error", InvalidRequestError),
+        (503, UpstreamUnavailableError),
+        ("server_error", ProviderError),
+        (None, ProviderError),
+    ],
+)
+def test_in_band_errors_by_kind(kind: str | int | None, error: type[ProviderError]) -> None:
+    assert type(in_band_error("acme", "m", kind)) is error
+
+
+def test_the_client_pool_is_sized_above_the_promised_concurrency() -> None:
+    client = make_client()
+    pool = client._transport._pool  # type: ignore[attr-defined]
+    assert pool._max_connections >= 1000
+    assert pool._max_keepalive_connections >= 1000
+
+
+@respx.mock
+async def test_a_gzip_encoded_stream_is_decoded_before_parsing() -> None:
+    respx.post("https://up.test/v1/chat/completions").mock(
+        return_value=httpx.Response(
+            200, content=gzip.compress(fixture("openai_text.sse")), headers={"content-encoding": "gzip"}
+        )
+    )
+    async with httpx.AsyncClient() as client:
+        request = httpx.Request("POST", "https://up.test/v1/chat/completions")
+        events = [e async for e in upstream_events(client, request, "up", common_error, ChatStream("up"))]
+    assert events[0] == Start()
+    assert TextDelta("I'm") in events
+    assert events[-2:] == [Usage(14, 30, cached_tokens=4), Finish("stop")]
+
+
+@respx.mock
+async def test_a_connection_that_breaks_mid_answer_is_a_502() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield fixture("openai_text.sse")[:200]
+        raise httpx.ReadError("connection reset by peer")
+
+    respx.post("https://up.test/x").mock(return_value=httpx.Response(200, content=body()))
+    async with httpx.AsyncClient() as client:
+        stream = upstream_events(
+            client, httpx.Request("POST", "https://up.test/x"), "up", common_error, ChatStream("up")
+        )
+        with pytest.raises(ProviderError, match="broke mid-answer") as info:
+            [e async for e in stream]
+    assert info.value.status == 502
