@@ -7,7 +7,6 @@ is typed events ending in ``message_stop``; ``event: error`` can arrive mid-stre
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -27,7 +26,7 @@ from providers.base import (
     ToolCallStart,
     Usage,
 )
-from providers.http import common_error, in_band_error, protocol_error, upstream_events
+from providers.http import HttpProvider, StreamMapper, in_band_error, protocol_error
 from providers.messages import DATA_URI, system_text, tool_arguments, turns
 from providers.request import (
     JSON_ENCODER,
@@ -351,37 +350,18 @@ class AnthropicStream:
         return Usage(prompt_tokens=prompt, completion_tokens=counts("output_tokens", 0), cached_tokens=cached)
 
 
-class AnthropicProvider:
-    models: tuple[str, ...] = ()
+class AnthropicProvider(HttpProvider):
+    default_base_url = DEFAULT_BASE_URL
 
-    def __init__(
-        self,
-        name: str,
-        client: httpx.AsyncClient,
-        *,
-        base_url: str = DEFAULT_BASE_URL,
-        api_key: str | None = None,
-        headers: dict[str, str] | None = None,
-    ):
-        self.name = name
-        self.client = client
-        self.url = f"{base_url.rstrip('/')}/v1/messages"
-        self.headers = {
-            "content-type": "application/json",
-            "accept": "text/event-stream",
-            "anthropic-version": API_VERSION,
-            **(headers or {}),
-        }
-        if api_key:
-            self.headers["x-api-key"] = api_key
+    def __init__(self, name: str, client: httpx.AsyncClient, **options: Any):
+        super().__init__(name, client, **options)
+        self.headers.setdefault("anthropic-version", API_VERSION)
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"x-api-key": api_key}
 
     def build_request(self, request: ChatRequest, deployment: Deployment) -> httpx.Request:
-        body = JSON_ENCODER.encode(messages_body(request, deployment.model))
-        return httpx.Request("POST", self.url, headers=self.headers, content=body)
+        return self.post(f"{self.base_url}/v1/messages", JSON_ENCODER.encode(messages_body(request, deployment.model)))
 
-    def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:
-        http_request = self.build_request(request, deployment)
-        return upstream_events(self.client, http_request, self.name, common_error, AnthropicStream(self.name))
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
+    def mapper(self, request: ChatRequest, deployment: Deployment) -> StreamMapper:
+        return AnthropicStream(self.name)

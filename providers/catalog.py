@@ -78,7 +78,6 @@ def ollama_url(environ: Mapping[str, str]) -> str | None:
 
 
 def build_provider(name: str, spec: ProviderSpec, client: httpx.AsyncClient) -> Provider:
-    options: dict[str, object] = {"api_key": spec.api_key or None, "headers": dict(spec.headers)}
-    if spec.base_url:
-        options["base_url"] = spec.base_url
-    return PROVIDER_CLASSES[spec.type](name, client, **options)
+    return PROVIDER_CLASSES[spec.type](
+        name, client, base_url=spec.base_url, api_key=spec.api_key or None, headers=spec.headers
+    )

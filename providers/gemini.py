@@ -8,7 +8,6 @@ object can arrive inside a 200 stream.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -29,7 +28,7 @@ from providers.base import (
     Usage,
     new_tool_call_id,
 )
-from providers.http import VendorError, common_error, in_band_error, protocol_error, upstream_events
+from providers.http import HttpProvider, StreamMapper, VendorError, common_error, in_band_error, protocol_error
 from providers.messages import (
     inline_image,
     json_object_or_wrapped,
@@ -411,34 +410,20 @@ def gemini_error(body: bytes) -> VendorError:
     return VendorError(common.message, retry_after, auth)
 
 
-class GeminiProvider:
-    models: tuple[str, ...] = ()
+class GeminiProvider(HttpProvider):
+    default_base_url = DEFAULT_BASE_URL
+    accept = "*/*"
 
-    def __init__(
-        self,
-        name: str,
-        client: httpx.AsyncClient,
-        *,
-        base_url: str = DEFAULT_BASE_URL,
-        api_key: str | None = None,
-        headers: dict[str, str] | None = None,
-    ):
-        self.name = name
-        self.client = client
-        self.base_url = base_url.rstrip("/")
-        self.headers = {"content-type": "application/json", **(headers or {})}
-        if api_key:
-            self.headers["x-goog-api-key"] = api_key
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"x-goog-api-key": api_key}
 
     def build_request(self, request: ChatRequest, deployment: Deployment) -> httpx.Request:
         method = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
         url = f"{self.base_url}/v1beta/models/{deployment.model}:{method}"
-        return httpx.Request("POST", url, headers=self.headers, content=JSON_ENCODER.encode(generate_body(request)))
+        return self.post(url, JSON_ENCODER.encode(generate_body(request)))
 
-    def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:
-        http_request = self.build_request(request, deployment)
-        mapper = GeminiStream(self.name, whole=not request.stream)
-        return upstream_events(self.client, http_request, self.name, gemini_error, mapper)
+    def mapper(self, request: ChatRequest, deployment: Deployment) -> StreamMapper:
+        return GeminiStream(self.name, whole=not request.stream)
 
-    async def aclose(self) -> None:
-        await self.client.aclose()
+    def read_error(self, body: bytes) -> VendorError:
+        return gemini_error(body)

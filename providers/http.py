@@ -16,6 +16,7 @@ import httpx
 import msgspec
 
 from providers.base import (
+    Deployment,
     Event,
     InvalidRequestError,
     ModelNotFoundError,
@@ -27,6 +28,7 @@ from providers.base import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from providers.request import ChatRequest
 
 # Above the concurrency we promise: httpx's default of 100 connections is a silent ceiling.
 POOL_LIMITS = httpx.Limits(max_connections=4096, max_keepalive_connections=1024, keepalive_expiry=30)
@@ -218,3 +220,51 @@ def common_error(body: bytes) -> VendorError:
 
 def protocol_error(provider: str, what: str) -> UpstreamProtocolError:
     return UpstreamProtocolError(f"{provider} sent {what}, which is not part of its documented stream.")
+
+
+class HttpProvider:
+    """What every vendor's provider shares: a name, a pooled client, headers with its key, the stream loop.
+
+    A vendor supplies its default base URL, how it sends its key, the request and the stream mapper.
+    """
+
+    models: tuple[str, ...] = ()
+    default_base_url = ""
+    accept = "text/event-stream"
+
+    def __init__(
+        self,
+        name: str,
+        client: httpx.AsyncClient,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ):
+        self.name = name
+        self.client = client
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
+        auth = self.auth_headers(api_key) if api_key else {}
+        self.headers = {"content-type": "application/json", "accept": self.accept, **auth, **(headers or {})}
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {api_key}"}
+
+    def build_request(self, request: ChatRequest, deployment: Deployment) -> httpx.Request:
+        raise NotImplementedError
+
+    def mapper(self, request: ChatRequest, deployment: Deployment) -> StreamMapper:
+        raise NotImplementedError
+
+    def read_error(self, body: bytes) -> VendorError:
+        return common_error(body)
+
+    def post(self, url: str, body: bytes) -> httpx.Request:
+        return httpx.Request("POST", url, headers=self.headers, content=body)
+
+    def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:
+        http_request = self.build_request(request, deployment)
+        return upstream_events(self.client, http_request, self.name, self.read_error, self.mapper(request, deployment))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

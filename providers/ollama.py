@@ -6,7 +6,7 @@ Images must be inline (base64 in ``images``); tool calls arrive whole with objec
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -26,7 +26,7 @@ from providers.base import (
     Usage,
     new_tool_call_id,
 )
-from providers.http import common_error, in_band_error, protocol_error, upstream_events
+from providers.http import HttpProvider, StreamMapper, common_error, in_band_error, protocol_error
 from providers.messages import inline_image, tool_arguments, tool_name_for, tool_names
 from providers.ndjson import NDJSONDecoder
 from providers.request import (
@@ -228,32 +228,12 @@ class OllamaStream:
         return [usage, Finish(reason)]
 
 
-class OllamaProvider:
-    models: tuple[str, ...] = ()
-
-    def __init__(
-        self,
-        name: str,
-        client: httpx.AsyncClient,
-        *,
-        base_url: str = DEFAULT_BASE_URL,
-        api_key: str | None = None,
-        headers: dict[str, str] | None = None,
-    ):
-        self.name = name
-        self.client = client
-        self.url = f"{base_url.rstrip('/')}/api/chat"
-        self.headers = {"content-type": "application/json", **(headers or {})}
-        if api_key:
-            self.headers["authorization"] = f"Bearer {api_key}"
+class OllamaProvider(HttpProvider):
+    default_base_url = DEFAULT_BASE_URL
+    accept = "application/x-ndjson"
 
     def build_request(self, request: ChatRequest, deployment: Deployment) -> httpx.Request:
-        body = JSON_ENCODER.encode(chat_body(request, deployment.model))
-        return httpx.Request("POST", self.url, headers=self.headers, content=body)
+        return self.post(f"{self.base_url}/api/chat", JSON_ENCODER.encode(chat_body(request, deployment.model)))
 
-    def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:
-        http_request = self.build_request(request, deployment)
-        return upstream_events(self.client, http_request, self.name, common_error, OllamaStream(self.name))
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
+    def mapper(self, request: ChatRequest, deployment: Deployment) -> StreamMapper:
+        return OllamaStream(self.name)

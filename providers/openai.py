@@ -8,9 +8,6 @@ the finish reason and in-band errors. ``[DONE]`` is the terminator: a stream wit
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from typing import Any, Literal
-
 import httpx
 import msgspec
 from msgspec import Struct
@@ -29,7 +26,7 @@ from providers.base import (
     Usage,
     new_tool_call_id,
 )
-from providers.http import common_error, in_band_error, protocol_error, upstream_events
+from providers.http import HttpProvider, StreamMapper, in_band_error, protocol_error
 from providers.request import (
     JSON_ENCODER,
     ChatRequest,
@@ -247,40 +244,18 @@ def usage_of(usage: WireUsage) -> Usage:
     )
 
 
-class OpenAIProvider:
+class OpenAIProvider(HttpProvider):
     """OpenAI, or any server that speaks its Chat Completions API, over one pooled client."""
 
-    models: tuple[str, ...] = ()
-
-    def __init__(
-        self,
-        name: str,
-        client: httpx.AsyncClient,
-        *,
-        base_url: str = DEFAULT_BASE_URL,
-        api_key: str | None = None,
-        headers: dict[str, str] | None = None,
-    ):
-        self.name = name
-        self.client = client
-        self.base_url = base_url.rstrip("/")
-        self.headers = {"content-type": "application/json", "accept": "text/event-stream", **(headers or {})}
-        if api_key:
-            self.headers["authorization"] = f"Bearer {api_key}"
+    default_base_url = DEFAULT_BASE_URL
 
     def build_request(self, request: ChatRequest, deployment: Deployment) -> httpx.Request:
         if deployment.api == "responses":
-            body: Any = openai_responses.responses_body(request, deployment.model)
-            url = f"{self.base_url}/responses"
-        else:
-            body, url = chat_body(request, deployment.model), f"{self.base_url}/chat/completions"
-        return httpx.Request("POST", url, headers=self.headers, content=JSON_ENCODER.encode(body))
+            body = JSON_ENCODER.encode(openai_responses.responses_body(request, deployment.model))
+            return self.post(f"{self.base_url}/responses", body)
+        return self.post(f"{self.base_url}/chat/completions", JSON_ENCODER.encode(chat_body(request, deployment.model)))
 
-    def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:
-        http_request = self.build_request(request, deployment)
-        api: Literal["chat", "responses"] = deployment.api
-        mapper = openai_responses.ResponsesStream(self.name) if api == "responses" else ChatStream(self.name)
-        return upstream_events(self.client, http_request, self.name, common_error, mapper)
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
+    def mapper(self, request: ChatRequest, deployment: Deployment) -> StreamMapper:
+        if deployment.api == "responses":
+            return openai_responses.ResponsesStream(self.name)
+        return ChatStream(self.name)

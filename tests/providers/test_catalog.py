@@ -37,5 +37,5 @@ async def test_build_provider_uses_the_spec() -> None:
     assert (groq.name, groq.base_url, groq.headers["x-team"]) == ("groq", "https://api.groq.com/openai/v1", "a")
     assert groq.headers["authorization"] == "Bearer gsk"
     assert isinstance(claude, AnthropicProvider)
-    assert claude.url == "https://api.anthropic.com/v1/messages"
+    assert claude.base_url == "https://api.anthropic.com"
     assert "x-api-key" not in claude.headers
