@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format clean
+.PHONY: help run test lint format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -13,10 +13,10 @@ help: ## List the targets
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; found " + sys.version.split()[0] + ". Run make with PYTHON=python3.11 (or newer).")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
 	@touch $@
 
-run: $(STAMP) ## Start the gateway on $HOST:$PORT (127.0.0.1:8000)
+run: $(STAMP) ## Start the gateway on $HOST:$PORT (127.0.0.1:8000); WORKERS=N for N processes
 	$(BIN)/python -m app
 
 test: $(STAMP) ## Run every test, with coverage
@@ -30,6 +30,9 @@ lint: $(STAMP) ## ruff and mypy (strict on app/ and providers/)
 format: $(STAMP) ## Let ruff fix what it can
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+bench: $(STAMP) ## Gateway beside the direct path at 1-1000 streams; TRANSPORT=httpx|aiohttp WORKERS=N
+	$(BIN)/python -m bench.run --transport $(or $(TRANSPORT),aiohttp) --workers $(or $(WORKERS),1) $(BENCH_ARGS)
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -1,4 +1,4 @@
-"""``python -m app``: start the gateway with uvicorn, honouring HOST, PORT, LOG_LEVEL and GATEWAY_CONFIG."""
+"""``python -m app``: start the gateway with uvicorn, honouring HOST, PORT, LOG_LEVEL, GATEWAY_CONFIG and WORKERS."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ def main() -> int:
         log_level=settings.log_level,
         log_config=uvicorn_log_config(settings.log_level),
         access_log=False,
+        workers=settings.workers,
         loop="uvloop",
         http="httptools",
     )

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.types import Receive, Scope, Send
 
 from app.config import GatewayConfig, check_providers, load_config
 from app.errors import EXCEPTION_HANDLERS
@@ -15,6 +16,7 @@ from app.gateway import Gateway
 from app.logs import configure_logging
 from app.middleware import RequestContextMiddleware
 from app.openapi import build_routes, load_spec
+from app.relay import SERVER_SEND_KEY
 from app.routes import HANDLERS
 from app.settings import Settings
 from providers.base import Provider
@@ -22,6 +24,18 @@ from providers.catalog import HOW_TO_ENABLE, ProviderSpec, build_provider, env_s
 from providers.http import make_client
 from providers.router import Router
 from providers.simulated import SimulatedProvider
+
+
+class GatewayApp(Starlette):
+    """Starlette, keeping the server's own ``send`` in the scope for the stream relay.
+
+    A response start goes through every middleware; the body chunks of a stream then go straight
+    to the server, skipping four wrapper calls per chunk that only ever look at the start.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[SERVER_SEND_KEY] = send
+        await super().__call__(scope, receive, send)
 
 
 def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider] | None = None) -> Starlette:
@@ -48,7 +62,7 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
         finally:
             await router.aclose()
 
-    app = Starlette(
+    app = GatewayApp(
         routes=build_routes(spec, HANDLERS),
         middleware=[Middleware(RequestContextMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,

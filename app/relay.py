@@ -21,6 +21,7 @@ SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+SERVER_SEND_KEY = "gateway.server_send"
 log = structlog.get_logger("gateway")
 
 
@@ -33,6 +34,8 @@ class EventStreamResponse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        # Every middleware has seen the start; the chunks go straight to the server (see GatewayApp).
+        send = scope.get(SERVER_SEND_KEY, send)
         self.record.streamed = True
         try:
             tail = await self.relay(send)

@@ -20,6 +20,7 @@ class Settings(msgspec.Struct, frozen=True):
     port: int = DEFAULT_PORT
     log_level: str = DEFAULT_LOG_LEVEL
     config_path: str | None = None
+    workers: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -28,6 +29,7 @@ class Settings(msgspec.Struct, frozen=True):
             port=parse_port(environ.get("PORT")),
             log_level=parse_log_level(environ.get("LOG_LEVEL")),
             config_path=environ.get("GATEWAY_CONFIG") or None,
+            workers=parse_workers(environ.get("WORKERS")),
         )
 
 
@@ -36,6 +38,14 @@ def parse_port(raw: str | None) -> int:
         return DEFAULT_PORT
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise SettingsError(f"PORT must be a whole number from 1 to 65535, got {raw!r}.")
+    return int(raw)
+
+
+def parse_workers(raw: str | None) -> int:
+    if not raw:
+        return 1
+    if not raw.isdigit() or not 0 < int(raw) <= 64:
+        raise SettingsError(f"WORKERS must be a whole number from 1 to 64, got {raw!r}.")
     return int(raw)
 
 

@@ -42,7 +42,17 @@ def default_transport() -> httpx.AsyncBaseTransport:
     return httpx.AsyncHTTPTransport(limits=POOL_LIMITS, retries=0)
 
 
-TRANSPORTS: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {"httpx": default_transport}
+def aiohttp_transport() -> httpx.AsyncBaseTransport:
+    """httpx's API over aiohttp's connection pool, which stays flat where httpx's own pool rescans."""
+    from httpx_aiohttp import AiohttpTransport
+
+    return AiohttpTransport(limits=POOL_LIMITS)
+
+
+TRANSPORTS: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {
+    "httpx": default_transport,
+    "aiohttp": aiohttp_transport,
+}
 
 
 def make_client(transport: str = "httpx") -> httpx.AsyncClient:
@@ -60,10 +70,8 @@ async def open_stream(
     """
     try:
         response = await client.send(request, stream=True)
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeoutError(f"{provider} did not answer in time ({type(exc).__name__}).") from exc
     except httpx.TransportError as exc:
-        raise UpstreamUnavailableError(f"The gateway could not reach {provider}: {exc or type(exc).__name__}.") from exc
+        raise connect_error(provider, exc) from exc
     try:
         if response.status_code >= 300:
             body = await read_bounded(response)
@@ -75,6 +83,15 @@ async def open_stream(
         raise ProviderError(f"The connection to {provider} broke mid-answer: {exc or type(exc).__name__}.") from exc
     finally:
         await response.aclose()
+
+
+def connect_error(provider: str, exc: httpx.TransportError) -> ProviderError:
+    # httpx-aiohttp reports a refused connection as ConnectTimeout; its cause tells the truth.
+    cause = exc.__cause__
+    refused = isinstance(cause, OSError) and not isinstance(cause, TimeoutError)
+    if isinstance(exc, httpx.TimeoutException) and not refused:
+        return UpstreamTimeoutError(f"{provider} did not answer in time ({type(exc).__name__}).")
+    return UpstreamUnavailableError(f"The gateway could not reach {provider}: {cause or exc or type(exc).__name__}.")
 
 
 async def read_bounded(response: httpx.Response) -> bytes:
@@ -169,7 +186,9 @@ async def upstream_events(
     """The loop every vendor shares: send, yield ``Start`` once accepted, then what the mapper makes of the bytes."""
     async with open_stream(client, request, provider, read_error) as response:
         yield Start()
-        async for chunk in response.aiter_bytes():
+        # Raw bytes skip httpx's decoder layers; a compressed body (some proxies gzip SSE) needs them.
+        chunks = response.aiter_bytes() if "content-encoding" in response.headers else response.aiter_raw()
+        async for chunk in chunks:
             for event in mapper.feed(chunk):
                 yield event
         for event in mapper.end():

@@ -182,7 +182,7 @@ class ChatStream:
         return []
 
     def read(self, data: str, events: list[Event]) -> None:
-        if data.strip() == "[DONE]":
+        if data[:1] != "{" and data.strip() == "[DONE]":
             self.done = True
             events.extend(self.closing())
             return

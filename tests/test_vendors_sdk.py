@@ -17,7 +17,7 @@ import pytest
 import respx
 from starlette.applications import Starlette
 
-from app.config import GatewayConfig
+from app.config import GatewayConfig, HttpSettings
 from app.main import create_app
 from providers.base import Deployment
 from providers.catalog import ProviderSpec
@@ -25,6 +25,7 @@ from tests.providers.streams import fixture, streamed
 
 OPENAI = "https://openai.test/v1"
 CONFIG = GatewayConfig(
+    http=HttpSettings(transport="httpx"),  # respx fakes httpx's own transport; aiohttp's is tested live
     providers={
         "openai": ProviderSpec("openai", OPENAI, "sk-openai-secret"),
         "anthropic": ProviderSpec("anthropic", "https://anthropic.test", "sk-ant-secret"),

@@ -111,7 +111,7 @@ def test_in_band_errors_by_kind(kind: str | int | None, error: type[ProviderErro
 
 
 def test_the_client_pool_is_sized_above_the_promised_concurrency() -> None:
-    client = make_client()
+    client = make_client("httpx")
     pool = client._transport._pool  # type: ignore[attr-defined]
     assert pool._max_connections >= 1000
     assert pool._max_keepalive_connections >= 1000
