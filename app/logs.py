@@ -43,6 +43,11 @@ def configure_logging(level: str) -> None:
     )
 
 
+def json_text(obj: Any, **_: Any) -> str:
+    """orjson for stdlib logging, which wants text; module-level so that worker processes can pickle it."""
+    return orjson.dumps(obj).decode()
+
+
 def uvicorn_log_config(level: str) -> dict[str, Any]:
     """A logging.dictConfig that renders uvicorn's records as the same JSON lines."""
     return {
@@ -55,7 +60,7 @@ def uvicorn_log_config(level: str) -> dict[str, Any]:
                 "processors": [
                     structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.dict_tracebacks,
-                    structlog.processors.JSONRenderer(serializer=lambda obj, **_: orjson.dumps(obj).decode()),
+                    structlog.processors.JSONRenderer(serializer=json_text),
                 ],
             }
         },

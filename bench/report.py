@@ -24,6 +24,7 @@ class Level:
     concurrency: int
     direct: list[Block] = field(default_factory=list)
     gateway: list[Block] = field(default_factory=list)
+    bare: list[Block] = field(default_factory=list)  # the bare-relay floor, when measured
     peak_rss_mb: float = 0.0
 
 
@@ -44,6 +45,8 @@ class Summary:
     cpu_ms_per_stream: float
     cpu_us_per_chunk: float
     peak_rss_mb: float
+    bare_added_ttft_p50_ms: float | None = None
+    bare_added_ttft_p99_ms: float | None = None
 
     def line(self) -> str:
         g = self.gateway_ttft_ms
@@ -53,6 +56,11 @@ class Summary:
             f"{self.total_time_ratio:>7.3f} {self.streams_per_second:>8.1f} "
             f"{self.errors_direct:>4}/{self.errors_gateway:<4} "
             f"{self.cpu_ms_per_stream:>8.2f} {self.cpu_us_per_chunk:>8.1f} {self.peak_rss_mb:>7.1f}"
+            + (
+                f"   bare relay: {self.bare_added_ttft_p50_ms:+.2f} / {self.bare_added_ttft_p99_ms:+.2f}"
+                if self.bare_added_ttft_p50_ms is not None and self.bare_added_ttft_p99_ms is not None
+                else ""
+            )
         )
 
 
@@ -108,6 +116,8 @@ def summarize(level: Level, tokens: int) -> Summary:
         cpu_ms_per_stream=cpu * 1000 / streams,
         cpu_us_per_chunk=cpu * 1e6 / (streams * tokens),
         peak_rss_mb=level.peak_rss_mb,
+        bare_added_ttft_p50_ms=percentile(ttfts(level.bare), 50) - percentile(direct, 50) if level.bare else None,
+        bare_added_ttft_p99_ms=percentile(ttfts(level.bare), 99) - percentile(direct, 99) if level.bare else None,
     )
 
 
@@ -143,7 +153,15 @@ def plot(summaries: list[Summary], path: Path, title: str) -> None:
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=120)
     axes.plot(x, [s.added_ttft_p50_ms for s in summaries], marker="o", label="added TTFT p50")
     axes.plot(x, [s.added_ttft_p99_ms for s in summaries], marker="s", label="added TTFT p99")
+    floor_p50 = [s.bare_added_ttft_p50_ms for s in summaries if s.bare_added_ttft_p50_ms is not None]
+    floor_p99 = [s.bare_added_ttft_p99_ms for s in summaries if s.bare_added_ttft_p99_ms is not None]
+    if len(floor_p50) == len(floor_p99) == len(summaries):
+        axes.plot(x, floor_p50, linestyle="--", label="bare relay p50 (floor)")
+        axes.plot(x, floor_p99, linestyle=":", label="bare relay p99 (floor)")
     axes.set_xscale("log")
+    axes.set_yscale("symlog", linthresh=1)
+    lowest = min(s.added_ttft_p50_ms for s in summaries)
+    axes.set_ylim(bottom=min(-0.5, lowest * 1.5))
     axes.set_xlabel("concurrent streams")
     axes.set_ylabel("milliseconds added to time to first token")
     axes.set_title(title)

@@ -79,7 +79,9 @@ def peak_rss_mb(pids: list[int]) -> float:
     return max(peaks, default=0.0)
 
 
-async def measure(args: argparse.Namespace, upstream_port: int, gateway_port: int, gateway_pid: int) -> list[Level]:
+async def measure(
+    args: argparse.Namespace, upstream_port: int, gateway_port: int, gateway_pid: int, bare_port: int | None
+) -> list[Level]:
     direct = request_bytes(HOST, upstream_port, BODY)
     through = request_bytes(HOST, gateway_port, BODY)
     await run_block(HOST, gateway_port, through, 4, 2, args.timeout)  # warm-up: imports, pools
@@ -90,6 +92,9 @@ async def measure(args: argparse.Namespace, upstream_port: int, gateway_port: in
         level = Level(concurrency)
         for _ in range(args.rounds):
             level.direct.append(await timed(direct, upstream_port, concurrency, each, args.timeout, spread))
+            if bare_port is not None:
+                bare = request_bytes(HOST, bare_port, BODY)
+                level.bare.append(await timed(bare, bare_port, concurrency, each, args.timeout, spread))
             pids = process_tree(gateway_pid)
             before = cpu_seconds(pids)
             block = await timed(through, gateway_port, concurrency, each, args.timeout, spread)
@@ -105,6 +110,14 @@ async def timed(payload: bytes, port: int, concurrency: int, each: int, stream_t
     start = time.perf_counter()
     results: list[Result] = await run_block(HOST, port, payload, concurrency, each, stream_timeout, spread)
     return Block(results, time.perf_counter() - start)
+
+
+def start_bare_relay(upstream_port: int) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = {**os.environ, "UPSTREAM": f"http://{HOST}:{upstream_port}", "PORT": str(port)}
+    relay = subprocess.Popen([sys.executable, "-m", "bench.bare_relay"], cwd=ROOT, env=env)
+    wait_for_port(port, relay, "the bare relay")
+    return relay, port
 
 
 def start_processes(
@@ -144,18 +157,22 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=120, help="seconds one stream may take")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--bare-relay", action="store_true", help="also measure a bare byte relay, the floor")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         upstream, gateway, upstream_port, gateway_port = start_processes(args, Path(tmp))
+        relay, bare_port = start_bare_relay(upstream_port) if args.bare_relay else (None, None)
         try:
             print(
                 f"transport={args.transport} workers={args.workers} shape: ttft {args.ttft_ms} ms, "
                 f"{args.tokens} tokens {args.delay_ms} ms apart; cores: {os.cpu_count()}",
                 flush=True,
             )
-            levels = uvloop.run(measure(args, upstream_port, gateway_port, gateway.pid))
+            levels = uvloop.run(measure(args, upstream_port, gateway_port, gateway.pid, bare_port))
         finally:
-            for process in (gateway, upstream):
+            for process in (relay, gateway, upstream):
+                if process is None:
+                    continue
                 process.terminate()
                 process.wait(timeout=15)
     write_outputs(args, levels)

@@ -79,6 +79,26 @@ def test_serves_on_the_port_from_the_environment_with_the_config(
     assert all("level" in line and "timestamp" in line for line in lines)  # uvicorn's lines are JSON too
 
 
+def test_workers_run_as_separate_processes_behind_one_port() -> None:
+    port = free_port()
+    process = run_gateway(PORT=str(port), WORKERS="2")
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/health", process)
+        answers = [
+            httpx.post(
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            for _ in range(4)
+        ]
+        assert [a.status_code for a in answers] == [200] * 4
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=15)
+    started = [line for line in out.splitlines() if b"Started server process" in line]
+    assert len(started) == 2
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
