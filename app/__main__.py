@@ -14,7 +14,7 @@ from app.settings import Settings, SettingsError
 def main() -> int:
     try:
         settings = Settings.from_env()
-        load_config(settings.config_path)  # fail before uvicorn starts, with a message, not a traceback
+        config = load_config(settings.config_path)  # fail before uvicorn starts, with a message
     except (SettingsError, ConfigError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
@@ -27,6 +27,8 @@ def main() -> int:
         log_config=uvicorn_log_config(settings.log_level),
         access_log=False,
         workers=settings.workers,
+        # Streams end themselves, with an error event, when the gateway's grace period is over.
+        timeout_graceful_shutdown=int(config.reliability.shutdown_grace_seconds) + 5,
         loop="uvloop",
         http="httptools",
     )

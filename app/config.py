@@ -14,9 +14,11 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 import yaml
 
-from providers.base import Deployment
+from providers.balancer import Cooldown
+from providers.base import Timeouts
 from providers.catalog import ProviderSpec
 from providers.http import TRANSPORTS
+from providers.router import ModelConfig
 
 MIB = 1024 * 1024
 T = TypeVar("T")
@@ -37,11 +39,32 @@ class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     transport: str = "aiohttp"
 
 
+Seconds = Annotated[float, msgspec.Meta(ge=0)]
+# Reasoning models think for minutes before their first token; an answer may stream for long.
+DEFAULT_TIMEOUTS = Timeouts(connect=10.0, first_token=300.0, idle=120.0, total=1800.0)
+
+
+class Backoff(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    base: Annotated[float, msgspec.Meta(gt=0)] = 0.25  # doubled on each retry, with full jitter
+    max: Annotated[float, msgspec.Meta(gt=0)] = 8.0
+
+
+class Reliability(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    timeouts: Timeouts = DEFAULT_TIMEOUTS
+    retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 2
+    backoff: Backoff = Backoff()
+    retry_after_cap: Seconds = 30.0  # an upstream's Retry-After is honoured up to this
+    keepalive_seconds: Annotated[float, msgspec.Meta(gt=0)] = 15.0
+    shutdown_grace_seconds: Seconds = 30.0
+    cooldown: Cooldown = Cooldown()
+
+
 class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     limits: Limits = Limits()
     http: HttpSettings = HttpSettings()
+    reliability: Reliability = Reliability()
     providers: dict[str, ProviderSpec] = {}
-    models: dict[str, Deployment] = {}
+    models: dict[str, ModelConfig] = {}
 
 
 def load_config(path: str | None, environ: Mapping[str, str] = os.environ) -> GatewayConfig:
@@ -61,7 +84,7 @@ def parse_config(text: str, *, source: str, environ: Mapping[str, str]) -> Gatew
         raise ConfigError(f"Config file {source} is not valid YAML: {exc}") from exc
     data = interpolate(data or {}, environ)
     # msgspec names a dict entry `[...]`, so each entry is checked on its own to name its key.
-    for section, kind in (("providers", ProviderSpec), ("models", Deployment)):
+    for section, kind in (("providers", ProviderSpec), ("models", ModelConfig)):
         entries = data.get(section) if isinstance(data, dict) else None
         for name, entry in entries.items() if isinstance(entries, dict) else ():
             convert(entry, kind, source, f"{section}.{name}")
@@ -102,9 +125,10 @@ def describe(exc: msgspec.ValidationError, key: str) -> str:
 
 def check_providers(config: GatewayConfig, providers: Collection[str]) -> None:
     """Every alias names a provider the gateway knows, enabled or not (a missing key is a 404 later, with a hint)."""
-    for name, deployment in config.models.items():
-        if deployment.provider not in providers:
-            raise ConfigError(
-                f"Config key models.{name}.provider names {deployment.provider!r}, which is not a "
-                f"provider this gateway knows; it knows {', '.join(sorted(providers))}. Add it under providers:."
-            )
+    for name, alias in config.models.items():
+        for deployment in alias.deployment_list():
+            if deployment.provider not in providers:
+                raise ConfigError(
+                    f"Config key models.{name} names provider {deployment.provider!r}, which is not a provider "
+                    f"this gateway knows; it knows {', '.join(sorted(providers))}. Add it under providers:."
+                )

@@ -1,18 +1,39 @@
-"""What the request handlers share for the life of the process: the router, the config, the spec."""
+"""What the request handlers share for the life of the process: router, balancer, config, spec."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.requests import Request
 
-from app.config import GatewayConfig
+from app.config import DEFAULT_TIMEOUTS, GatewayConfig
+from providers.balancer import Balancer
+from providers.base import Deployment, Timeouts
 from providers.router import Router
 
 
 class Gateway:
-    def __init__(self, router: Router, config: GatewayConfig, spec: bytes):
+    def __init__(
+        self,
+        router: Router,
+        config: GatewayConfig,
+        spec: bytes,
+        provider_timeouts: Mapping[str, Timeouts] | None = None,
+    ):
         self.router = router
         self.config = config
         self.spec = spec
+        self.provider_timeouts = dict(provider_timeouts or {})
+        self.balancer = Balancer(config.reliability.cooldown)
+
+    def timeouts_for(self, deployment: Deployment, model: Timeouts | None) -> Timeouts:
+        """The deployment's own, else the model's, else its provider's, else the gateway's defaults."""
+        layers = (self.config.reliability.timeouts, self.provider_timeouts.get(deployment.provider), model)
+        timeouts = DEFAULT_TIMEOUTS
+        for layer in (*layers, deployment.timeouts):
+            if layer is not None:
+                timeouts = layer.over(timeouts)
+        return timeouts
 
 
 def gateway_of(request: Request) -> Gateway:

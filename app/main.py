@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -12,13 +13,14 @@ from starlette.types import Receive, Scope, Send
 
 from app.config import GatewayConfig, check_providers, load_config
 from app.errors import EXCEPTION_HANDLERS
+from app.exchange import SERVER_SEND_KEY
 from app.gateway import Gateway
 from app.logs import configure_logging
 from app.middleware import RequestContextMiddleware
 from app.openapi import build_routes, load_spec
-from app.relay import SERVER_SEND_KEY
 from app.routes import HANDLERS
 from app.settings import Settings
+from app.shutdown import SHUTDOWN
 from providers.base import Provider
 from providers.catalog import HOW_TO_ENABLE, ProviderSpec, build_provider, env_specs
 from providers.http import make_client
@@ -57,6 +59,7 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        SHUTDOWN.install(asyncio.get_running_loop())
         try:
             yield
         finally:
@@ -68,7 +71,8 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
-    app.state.gateway = Gateway(router, config, raw_spec)
+    timeouts = {name: spec.timeouts for name, spec in specs.items() if spec.timeouts is not None}
+    app.state.gateway = Gateway(router, config, raw_spec, timeouts)
     return app
 
 

@@ -22,7 +22,19 @@ log = structlog.get_logger("gateway.access")
 class AccessRecord:
     """What the handler learns about a request that the access log should say."""
 
-    __slots__ = ("chunks", "error", "model", "start", "status", "streamed", "ttft_ms")
+    __slots__ = (
+        "cancelled",
+        "chunks",
+        "deployment",
+        "error",
+        "fallback",
+        "model",
+        "retries",
+        "start",
+        "status",
+        "streamed",
+        "ttft_ms",
+    )
 
     def __init__(self) -> None:
         self.start = time.perf_counter()
@@ -32,6 +44,10 @@ class AccessRecord:
         self.ttft_ms: float | None = None
         self.chunks = 0
         self.error: str | None = None
+        self.deployment: str | None = None
+        self.retries = 0
+        self.fallback = False
+        self.cancelled: str | None = None  # the phase the client left in
 
     def mark_first_token(self) -> None:
         self.ttft_ms = round((time.perf_counter() - self.start) * 1000, 2)
@@ -86,6 +102,10 @@ def write_access_log(scope: Scope, record: AccessRecord) -> None:
     if record.streamed:
         fields["ttft_ms"] = record.ttft_ms
         fields["chunks"] = record.chunks
+    if record.deployment is not None:
+        fields.update(deployment=record.deployment, retries=record.retries, fallback=record.fallback)
     if record.error is not None:
         fields["error"] = record.error
+    if record.cancelled is not None:
+        fields.update(cancelled=True, phase=record.cancelled, delivered_chunks=record.chunks)
     log.info("request", **fields)

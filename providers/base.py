@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncGenerator
-from typing import Literal, Protocol
+from typing import Annotated, Literal, Protocol
 
 import msgspec
 
@@ -67,12 +67,34 @@ def new_tool_call_id() -> str:
 CONTENT_EVENTS = (TextDelta, ReasoningDelta, ToolCallStart, ToolCallDelta)
 
 
+class Timeouts(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Seconds each phase may take; ``None`` leaves it to the layer below (defaults, provider, model)."""
+
+    connect: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    first_token: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    idle: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    total: Annotated[float, msgspec.Meta(gt=0)] | None = None
+
+    def over(self, below: Timeouts | None) -> Timeouts:
+        """These timeouts, falling back to ``below`` where unset."""
+        if below is None:
+            return self
+        return Timeouts(
+            self.connect or below.connect,
+            self.first_token or below.first_token,
+            self.idle or below.idle,
+            self.total or below.total,
+        )
+
+
 class Deployment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One place a model is served: a provider, the model name it knows, and for OpenAI which API."""
+    """One place a model is served: a provider, the model name it knows, for OpenAI which API, and
+    (once resolved) the timeouts that apply to it."""
 
     provider: str
     model: str
     api: Literal["chat", "responses"] = "chat"
+    timeouts: Timeouts | None = None
 
 
 class Provider(Protocol):

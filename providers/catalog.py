@@ -12,7 +12,7 @@ import httpx
 import msgspec
 
 from providers.anthropic import AnthropicProvider
-from providers.base import Provider
+from providers.base import Provider, Timeouts
 from providers.gemini import GeminiProvider
 from providers.ollama import OllamaProvider
 from providers.openai import OpenAIProvider
@@ -27,6 +27,7 @@ class ProviderSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     base_url: str | None = None
     api_key: str | None = None
     headers: dict[str, str] = {}
+    timeouts: Timeouts | None = None
 
 
 # Vendor name: (type, variable with its key, variable with its base URL).

@@ -34,6 +34,7 @@ from providers.request import ChatRequest
 POOL_LIMITS = httpx.Limits(max_connections=4096, max_keepalive_connections=1024, keepalive_expiry=30)
 # Reads are bounded per socket read only as a last resort; event-level timeouts belong to the relay.
 TIMEOUTS = httpx.Timeout(connect=10.0, read=600.0, write=30.0, pool=5.0)
+REQUEST_TIMEOUTS = TIMEOUTS.as_dict()
 MAX_ERROR_BODY = 64 * 1024
 RETRY_AFTER_CAP = 3600.0
 
@@ -283,6 +284,9 @@ class HttpProvider:
 
     def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:
         http_request = self.build_request(request, deployment)
+        # Hand-built requests carry no timeouts unless given: httpx reads them from this extension.
+        connect = deployment.timeouts.connect if deployment.timeouts else None
+        http_request.extensions["timeout"] = {**REQUEST_TIMEOUTS, **({"connect": connect} if connect else {})}
         return upstream_events(self.client, http_request, self.name, self.read_error, self.mapper(request, deployment))
 
     async def aclose(self) -> None:

@@ -1,17 +1,52 @@
-"""Model names to deployments: configured aliases, built-in model names, and ``provider/model``."""
+"""Model names to plans: configured aliases (one deployment or several), built-in models, ``provider/model``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Annotated, Literal
 
 import msgspec
 
-from providers.base import Deployment, ModelNotFoundError, Provider
+from providers.balancer import Strategy
+from providers.base import Deployment, ModelNotFoundError, Provider, Timeouts
 
 
 def shorten(name: str, limit: int = 100) -> str:
     """A client's model name as shown back in a message: long ones are cut, not echoed whole."""
     return name if len(name) <= limit else name[:limit] + "..."
+
+
+class ModelConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An alias: ``provider`` and ``model`` for one deployment, or ``deployments`` for several."""
+
+    provider: str | None = None
+    model: str | None = None
+    api: Literal["chat", "responses"] = "chat"
+    deployments: list[Deployment] | None = None
+    strategy: Strategy = "fallback"
+    timeouts: Timeouts | None = None
+    retries: Annotated[int, msgspec.Meta(ge=0, le=10)] | None = None
+
+    def __post_init__(self) -> None:
+        single = self.provider is not None and self.model is not None
+        if single == bool(self.deployments):
+            raise ValueError("give either provider and model, or a non-empty list of deployments")
+
+    def deployment_list(self) -> list[Deployment]:
+        if self.deployments:
+            return list(self.deployments)
+        assert self.provider is not None
+        assert self.model is not None
+        return [Deployment(self.provider, self.model, self.api)]
+
+
+class Plan(msgspec.Struct, frozen=True):
+    """What serves one request's model: deployments in their order of preference, and its policy."""
+
+    deployments: list[Deployment]
+    strategy: Strategy = "fallback"
+    timeouts: Timeouts | None = None
+    retries: int | None = None
 
 
 class ModelInfo(msgspec.Struct, frozen=True):
@@ -20,7 +55,7 @@ class ModelInfo(msgspec.Struct, frozen=True):
 
 
 class Router:
-    """Resolves the ``model`` a client asked for to the provider and deployment that serve it.
+    """Resolves the ``model`` a client asked for to a plan of deployments on enabled providers.
 
     ``disabled`` names vendors the gateway knows but cannot use yet, with how to enable each, so that
     ``openai/gpt-5`` without a key says what to set instead of just "not found".
@@ -29,7 +64,7 @@ class Router:
     def __init__(
         self,
         providers: Iterable[Provider],
-        aliases: Mapping[str, Deployment] | None = None,
+        aliases: Mapping[str, ModelConfig] | None = None,
         disabled: Mapping[str, str] | None = None,
     ):
         self.providers = {provider.name: provider for provider in providers}
@@ -37,18 +72,21 @@ class Router:
         self.disabled = dict(disabled or {})
         self.builtins = {model: p.name for p in self.providers.values() for model in p.models}
 
-    def resolve(self, name: str) -> tuple[Provider, Deployment]:
-        deployment = self.aliases.get(name)
-        if deployment is None:
-            deployment = self.deployment_for(name)
-        provider = self.providers.get(deployment.provider)
-        if provider is None:
+    def resolve(self, name: str) -> Plan:
+        alias = self.aliases.get(name)
+        if alias is None:
+            plan = Plan([self.deployment_for(name)])
+        else:
+            plan = Plan(alias.deployment_list(), alias.strategy, alias.timeouts, alias.retries)
+        usable = [d for d in plan.deployments if d.provider in self.providers]
+        if not usable:
+            missing = plan.deployments[0].provider
             raise ModelNotFoundError(
-                f"The model {shorten(name)!r} is served by provider {deployment.provider!r}, which is not enabled: "
-                f"{self.disabled.get(deployment.provider, 'configure it')}.",
+                f"The model {shorten(name)!r} is served by provider {missing!r}, which is not enabled: "
+                f"{self.disabled.get(missing, 'configure it')}.",
                 param="model",
             )
-        return provider, deployment
+        return msgspec.structs.replace(plan, deployments=usable)
 
     def deployment_for(self, name: str) -> Deployment:
         base = name.partition(":")[0]
@@ -63,8 +101,15 @@ class Router:
             param="model",
         )
 
+    def provider(self, deployment: Deployment) -> Provider:
+        return self.providers[deployment.provider]
+
     def list_models(self) -> list[ModelInfo]:
-        models = [ModelInfo(name, d.provider) for name, d in self.aliases.items() if d.provider in self.providers]
+        models = []
+        for name, alias in self.aliases.items():
+            usable = [d for d in alias.deployment_list() if d.provider in self.providers]
+            if usable:
+                models.append(ModelInfo(name, usable[0].provider))
         models += [ModelInfo(name, provider) for name, provider in self.builtins.items()]
         return models
 

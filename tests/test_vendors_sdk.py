@@ -19,8 +19,8 @@ from starlette.applications import Starlette
 
 from app.config import GatewayConfig, HttpSettings
 from app.main import create_app
-from providers.base import Deployment
 from providers.catalog import ProviderSpec
+from providers.router import ModelConfig
 from tests.providers.streams import fixture, streamed
 
 OPENAI = "https://openai.test/v1"
@@ -33,7 +33,7 @@ CONFIG = GatewayConfig(
         "ollama": ProviderSpec("ollama", "http://ollama.test:11434"),
         "groq": ProviderSpec("openai", "https://groq.test/openai/v1", "gsk-secret"),
     },
-    models={"codex": Deployment("openai", "gpt-5-codex", "responses")},
+    models={"codex": ModelConfig("openai", "gpt-5-codex", "responses")},
 )
 
 

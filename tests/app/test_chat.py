@@ -6,7 +6,7 @@ import httpx
 import orjson
 import pytest
 
-from app.config import GatewayConfig, Limits
+from app.config import GatewayConfig, Limits, Reliability
 from providers.base import (
     Event,
     Finish,
@@ -33,8 +33,11 @@ def sse_data(body: str) -> list[Any]:
     return [f[6:] if f == "data: [DONE]" else orjson.loads(f[6:]) for f in frames]
 
 
+NO_RETRIES = GatewayConfig(reliability=Reliability(retries=0))
+
+
 async def post_to(provider: ScriptedProvider, **body: Any) -> httpx.Response:
-    async with asgi_client(make_app([provider])) as client:
+    async with asgi_client(make_app([provider], NO_RETRIES)) as client:
         return await client.post(URL, json={"model": "fake", "messages": HELLO, **body})
 
 

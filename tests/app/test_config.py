@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from app.config import MIB, ConfigError, GatewayConfig, check_providers, load_config, parse_config
-from providers.base import Deployment
 from providers.catalog import ProviderSpec
+from providers.router import ModelConfig
 
 
 def parse(text: str, **environ: str) -> GatewayConfig:
@@ -24,7 +24,7 @@ def test_models_and_limits_are_read(tmp_path: Path) -> None:
     path.write_text("limits: {max_body_bytes: 4096}\nmodels:\n  demo: {provider: simulated, model: echo}\n")
     config = load_config(str(path))
     assert config.limits.max_body_bytes == 4096
-    assert config.models == {"demo": Deployment("simulated", "echo")}
+    assert config.models == {"demo": ModelConfig("simulated", "echo")}
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,10 @@ def test_interpolation(value: str, environ: dict[str, str], expected: str) -> No
     ("text", "fragment"),
     [
         ("limit: {}", "unknown field `limit`"),
-        ("models: {fast: {provider: simulated}}", "missing required field `model` at key models.fast"),
+        (
+            "models: {fast: {provider: simulated}}",
+            "either provider and model, or a non-empty list of deployments at key models.fast",
+        ),
         ("models: {fast: {provider: simulated, model: echo, extra: 1}}", "unknown field `extra` at key models.fast"),
         ("limits: {max_body_bytes: 10}", "at key limits.max_body_bytes"),
         ("models: [1, 2]", "at key models"),
@@ -65,8 +68,8 @@ def test_unreadable_file_is_named(tmp_path: Path) -> None:
 
 
 def test_alias_to_an_unknown_provider_is_named() -> None:
-    config = GatewayConfig(models={"fast": Deployment("groq", "llama")})
-    with pytest.raises(ConfigError, match=r"models\.fast\.provider names 'groq'"):
+    config = GatewayConfig(models={"fast": ModelConfig("groq", "llama")})
+    with pytest.raises(ConfigError, match=r"models\.fast names provider 'groq'"):
         check_providers(config, ["simulated"])
 
 

@@ -4,7 +4,7 @@ import httpx
 
 from app import __version__
 from app.config import GatewayConfig
-from providers.base import Deployment
+from providers.router import ModelConfig
 from tests.conftest import asgi_client, make_app
 
 
@@ -17,7 +17,7 @@ async def test_models_lists_builtins_in_openai_format(client: httpx.AsyncClient)
 
 
 async def test_models_includes_configured_aliases() -> None:
-    config = GatewayConfig(models={"demo": Deployment("simulated", "synthetic:tokens=5")})
+    config = GatewayConfig(models={"demo": ModelConfig("simulated", "synthetic:tokens=5")})
     async with asgi_client(make_app(config=config)) as client:
         ids = [m["id"] for m in (await client.get("/v1/models")).json()["data"]]
         answer = await client.post(

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from providers.base import Deployment, ModelNotFoundError, Provider
-from providers.router import ModelInfo, Router
+from providers.base import Deployment, ModelNotFoundError, Provider, Timeouts
+from providers.router import ModelConfig, ModelInfo, Router
 from providers.simulated import SimulatedProvider
 from tests.fakes import ScriptedProvider
 
@@ -11,9 +11,15 @@ from tests.fakes import ScriptedProvider
 @pytest.fixture
 def router() -> Router:
     aliases = {
-        "demo": Deployment("simulated", "synthetic:tokens=3"),
-        "codex": Deployment("openai", "gpt-5-codex", "responses"),
-        "fast": Deployment("groq", "llama"),
+        "demo": ModelConfig("simulated", "synthetic:tokens=3"),
+        "codex": ModelConfig("openai", "gpt-5-codex", "responses"),
+        "fast": ModelConfig("groq", "llama"),
+        "smart": ModelConfig(
+            deployments=[Deployment("openai", "gpt-5"), Deployment("groq", "big"), Deployment("simulated", "echo")],
+            strategy="round_robin",
+            timeouts=Timeouts(first_token=9),
+            retries=1,
+        ),
     }
     providers: list[Provider] = [SimulatedProvider(), ScriptedProvider([], name="groq", models=())]
     return Router(providers, aliases, {"openai": "set OPENAI_API_KEY in the gateway's environment"})
@@ -32,9 +38,20 @@ def router() -> Router:
     ],
 )
 def test_resolve(router: Router, name: str, deployment: Deployment) -> None:
-    provider, resolved = router.resolve(name)
-    assert resolved == deployment
-    assert provider.name == deployment.provider
+    plan = router.resolve(name)
+    assert plan.deployments == [deployment]
+    assert router.provider(deployment).name == deployment.provider
+
+
+def test_an_alias_with_several_deployments_keeps_the_enabled_ones_and_its_policy(router: Router) -> None:
+    plan = router.resolve("smart")
+    assert plan.deployments == [Deployment("groq", "big"), Deployment("simulated", "echo")]
+    assert (plan.strategy, plan.timeouts, plan.retries) == ("round_robin", Timeouts(first_token=9), 1)
+
+
+def test_an_alias_needs_provider_and_model_or_deployments() -> None:
+    with pytest.raises(ValueError, match="either provider and model"):
+        ModelConfig(provider="openai")
 
 
 @pytest.mark.parametrize("name", ["gpt-5", "anthropic/claude", "simulated/", "echoes", "/echo"])
@@ -55,6 +72,7 @@ def test_list_models_has_usable_aliases_then_builtins(router: Router) -> None:
     assert router.list_models() == [
         ModelInfo("demo", "simulated"),
         ModelInfo("fast", "groq"),
+        ModelInfo("smart", "groq"),
         ModelInfo("echo", "simulated"),
         ModelInfo("synthetic", "simulated"),
     ]

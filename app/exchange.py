@@ -1,0 +1,333 @@
+"""One chat request from its body to its last byte, the same for streamed and whole answers.
+
+- A watcher listens for the client's disconnect from the start; when the client leaves, the work is
+  cancelled and the upstream response closed (its connection is dropped, not pooled).
+- Attempts: each deployment of the plan in turn, each retried with backoff, while nothing of the
+  answer has reached the client. 400, 401, 403 and 404 are never retried.
+- One watchdog per request enforces the timeouts on events (first token, idle between content
+  events, total), sends keep-alive comments while the stream is silent, and ends streams when the
+  shutdown grace period is over. The per-chunk path only stamps the time.
+- The status is committed when an upstream answers, or when the first keep-alive is due; before
+  that a failure is an error response with its own status, after it an error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncGenerator
+
+import msgspec
+import structlog
+from starlette.types import Message, Receive, Scope, Send
+
+from app.chunks import ChunkEncoder
+from app.completion import CompletionBuilder
+from app.errors import REQUEST_ID_KEY, ApiError
+from app.gateway import Gateway
+from app.middleware import AccessRecord
+from app.shutdown import SHUTDOWN
+from providers.base import (
+    CONTENT_EVENTS,
+    Deployment,
+    Event,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ProviderError,
+    Start,
+    StreamTruncatedError,
+    UpstreamAuthError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
+from providers.request import ChatRequest
+from providers.router import Plan
+
+SERVER_SEND_KEY = "gateway.server_send"
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+KEEPALIVE = b": keep-alive\n\n"
+NOT_RETRIED = (InvalidRequestError, UpstreamAuthError, ModelNotFoundError)
+TIMEOUT_NAMES = {"first_token": "first-token", "idle": "idle", "total": "total"}
+log = structlog.get_logger("gateway")
+
+
+class Exchange:
+    def __init__(self, gateway: Gateway, chat: ChatRequest, plan: Plan, record: AccessRecord, answer_id: str):
+        self.gateway, self.chat, self.plan, self.record = gateway, chat, plan, record
+        self.encoder = ChunkEncoder(answer_id, int(time.time()), chat.model, include_usage=chat.include_usage)
+        self.answer_id = answer_id
+        self.reliability = gateway.config.reliability
+        self.started = self.last_sent = time.monotonic()
+        self.committed = self.role_sent = self.first_content = self.client_gone = False
+        self.last_content = self.attempt_started = 0.0
+        self.timeouts = self.reliability.timeouts
+        self.deployment: Deployment | None = None
+        self.attempt_task: asyncio.Task[None] | None = None
+        self.expired: str | None = None
+        self.stop: str | None = None
+        self.changed = asyncio.Event()
+        self.main_task: asyncio.Task[None] | None = None
+        self.phase = "connecting"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.send, self.server_send = send, scope.get(SERVER_SEND_KEY, send)
+        self.request_id = str(scope.get(REQUEST_ID_KEY, ""))
+        main = asyncio.ensure_future(self.run())
+        gone = asyncio.ensure_future(disconnect(receive))
+        try:
+            await asyncio.wait((main, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not main.done():
+                self.client_gone = True
+                self.record.cancelled = self.phase
+                main.cancel()
+            gone.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await main
+
+    async def run(self) -> None:
+        self.main_task = asyncio.current_task()
+        watchdog = asyncio.ensure_future(self.watch())
+        try:
+            await self.attempts()
+        except asyncio.CancelledError:
+            if self.client_gone or self.stop is None:
+                raise
+            await self.fail(self.stopped_error())
+        except Exception:
+            log.exception("exchange_failed", chunks=self.record.chunks)
+            await self.fail(
+                ApiError(
+                    500,
+                    "The gateway failed on this request; this is a bug on our side. Report it with the request id.",
+                    code="internal_error",
+                    type="server_error",
+                )
+            )
+        finally:
+            watchdog.cancel()
+
+    async def attempts(self) -> None:
+        error: ProviderError | None = None
+        retries = self.plan.retries if self.plan.retries is not None else self.reliability.retries
+        order = self.gateway.balancer.order(self.plan.deployments, self.plan.strategy)
+        for position, deployment in enumerate(order):
+            for _ in range(retries + 1):
+                if error is not None:
+                    if not await self.pause(error):
+                        break
+                    self.record.retries += 1
+                self.record.fallback = position > 0
+                try:
+                    await self.attempt(deployment)
+                    return
+                except ProviderError as exc:
+                    error = exc
+                    if isinstance(exc, NOT_RETRIED) or (self.chat.stream and self.first_content):
+                        await self.fail(ApiError.from_provider(exc))
+                        return
+            else:
+                continue
+            break  # out of time: no further deployment either
+        assert error is not None
+        await self.fail(ApiError.from_provider(error))
+
+    async def pause(self, error: ProviderError) -> bool:
+        """Backoff before a retry: the upstream's Retry-After (capped), else exponential with full jitter.
+
+        False when the wait would outlast the total timeout: then there is no time for another attempt.
+        """
+        backoff = self.reliability.backoff
+        if error.retry_after is not None:
+            delay = min(error.retry_after, self.reliability.retry_after_cap)
+        else:
+            delay = random.uniform(0, min(backoff.max, backoff.base * 2**self.record.retries))
+        if time.monotonic() + delay >= self.started + (self.timeouts.total or float("inf")):
+            return False
+        await asyncio.sleep(delay)
+        return True
+
+    async def attempt(self, deployment: Deployment) -> None:
+        merged = self.gateway.timeouts_for(deployment, self.plan.timeouts)
+        deployment = msgspec.structs.replace(deployment, timeouts=merged)
+        self.timeouts, self.deployment, self.expired = merged, deployment, None
+        self.record.deployment = f"{deployment.provider}/{deployment.model}"
+        events = self.gateway.router.provider(deployment).stream(self.chat, deployment)
+        self.attempt_started, self.phase = time.monotonic(), "connecting"
+        self.attempt_task = task = asyncio.ensure_future(
+            self.relay(events) if self.chat.stream else self.collect(events)
+        )
+        self.changed.set()
+        self.gateway.balancer.started(deployment)
+        failed = True
+        try:
+            await task
+            failed = False
+        except asyncio.CancelledError:
+            failed = self.expired is not None
+            if not failed or asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise
+            raise self.timeout_error() from None
+        finally:
+            self.attempt_task = None
+            self.gateway.balancer.finished(deployment, failed=failed)
+
+    async def relay(self, events: AsyncGenerator[Event, None]) -> None:
+        """The streamed answer: each event to the client as it arrives."""
+        encoder = self.encoder
+        try:
+            async for event in events:
+                if type(event) is Start:
+                    await self.on_start()
+                    continue
+                if isinstance(event, CONTENT_EVENTS):
+                    self.mark_content()
+                body = encoder.encode(event)
+                if body is not None:
+                    await self.write(body)
+            if not encoder.finished:
+                raise StreamTruncatedError
+            await self.server_send({"type": "http.response.body", "body": encoder.end(), "more_body": False})
+            self.phase = "done"
+        finally:
+            await events.aclose()
+
+    async def collect(self, events: AsyncGenerator[Event, None]) -> None:
+        """The whole answer, sent once it is complete."""
+        builder = CompletionBuilder()
+        self.phase = "non_streaming"
+        try:
+            async for event in events:
+                if isinstance(event, CONTENT_EVENTS):
+                    self.mark_content()
+                builder.add(event)
+        finally:
+            await events.aclose()
+        if builder.finish is None:
+            raise StreamTruncatedError
+        body = builder.encode(self.answer_id, int(time.time()), self.chat.model)
+        headers = [(b"content-type", b"application/json"), *self.deployment_header()]
+        await self.respond(200, headers, body)
+        self.phase = "done"
+
+    def mark_content(self) -> None:
+        self.last_content = time.monotonic()
+        if not self.first_content:
+            self.first_content = True
+            self.phase = "streaming" if self.chat.stream else self.phase
+            self.record.mark_first_token()
+            self.changed.set()
+
+    async def on_start(self) -> None:
+        if not self.committed:
+            await self.commit(self.deployment_header())
+        if not self.role_sent:
+            self.role_sent = True
+            await self.write(self.encoder.encode(Start()) or b"")
+        self.phase = "waiting_first_token"
+
+    async def commit(self, extra: list[tuple[bytes, bytes]]) -> None:
+        """Send the 200 through every middleware; the chunks then go straight to the server."""
+        self.committed = True
+        self.record.streamed = True
+        await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + extra})
+
+    async def write(self, body: bytes) -> None:
+        await self.server_send({"type": "http.response.body", "body": body, "more_body": True})
+        self.last_sent = time.monotonic()
+        self.record.chunks += 1
+
+    async def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.committed = True
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+        await self.send({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def fail(self, error: ApiError) -> None:
+        """Before the status is committed, an error response with its own status; after, an error event."""
+        self.record.error = error.code
+        if not self.committed:
+            headers = [(b"content-type", b"application/json")]
+            headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+            await self.respond(error.status, headers, error.envelope(self.request_id))
+        else:
+            body = self.encoder.error(error, self.request_id)
+            await self.server_send({"type": "http.response.body", "body": body, "more_body": False})
+
+    def deployment_header(self) -> list[tuple[bytes, bytes]]:
+        return [(b"x-gateway-deployment", self.record.deployment.encode())] if self.record.deployment else []
+
+    async def watch(self) -> None:
+        """Sleeps until the nearest deadline, or until the state changes; then acts on what is due."""
+        SHUTDOWN.listen(self.changed)
+        while True:
+            due, what = self.next_deadline()
+            delay = due - time.monotonic()
+            if delay > 0:
+                self.changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.changed.wait(), delay)
+                continue
+            if what == "keepalive":
+                if not self.committed:
+                    await self.commit([])
+                await self.write(KEEPALIVE)
+            elif what in ("total", "shutdown"):
+                self.stop = self.expired = what
+                if self.main_task is not None:
+                    self.main_task.cancel()  # through the attempt in flight, which closes its upstream
+                return
+            else:
+                self.expired = what
+                if self.attempt_task is not None:
+                    self.attempt_task.cancel()
+                self.changed.clear()
+                await self.changed.wait()
+
+    def next_deadline(self) -> tuple[float, str]:
+        timeouts, never = self.timeouts, float("inf")
+        deadlines = [(self.started + (timeouts.total or never), "total")]
+        if self.attempt_task is not None and self.expired is None:
+            if self.first_content:
+                deadlines.append((self.last_content + (timeouts.idle or never), "idle"))
+            else:
+                deadlines.append((self.attempt_started + (timeouts.first_token or never), "first_token"))
+        if self.chat.stream and self.phase != "done":
+            deadlines.append((self.last_sent + self.reliability.keepalive_seconds, "keepalive"))
+        if SHUTDOWN.started_at is not None:
+            deadlines.append((SHUTDOWN.started_at + self.reliability.shutdown_grace_seconds, "shutdown"))
+        return min(deadlines)
+
+    def timeout_error(self) -> UpstreamTimeoutError:
+        name = self.expired or "total"
+        seconds = getattr(self.timeouts, name, None)
+        what = {"first_token": "no first token", "idle": "no new token", "total": "no complete answer"}[name]
+        provider = self.deployment.provider if self.deployment else "the provider"
+        return UpstreamTimeoutError(
+            f"{provider} sent {what} within {seconds:g} s (timeouts.{name}). Retry, or raise that timeout in "
+            "the gateway's config for slow models."
+        )
+
+    def stopped_error(self) -> ApiError:
+        if self.stop == "shutdown":
+            grace = self.reliability.shutdown_grace_seconds
+            return ApiError.from_provider(
+                UpstreamUnavailableError(
+                    f"The gateway is shutting down and ended this answer after its grace period of {grace:g} s; "
+                    "retry the request.",
+                    retry_after=1,
+                )
+            )
+        return ApiError.from_provider(self.timeout_error())
+
+
+async def disconnect(receive: Receive) -> None:
+    """Returns when the client has gone: the body is already read, so only http.disconnect is left."""
+    message: Message = {"type": ""}
+    while message["type"] != "http.disconnect":
+        message = await receive()
