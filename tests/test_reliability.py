@@ -1,0 +1,357 @@
+"""Reliability against real servers on 127.0.0.1: a fake vendor that misbehaves, the gateway in uvicorn.
+
+Cancellation, timeouts, retries and fallbacks, keep-alives, honest endings and hostile upstreams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from app.config import GatewayConfig, Reliability
+from app.main import create_app
+from providers.base import Deployment, Timeouts
+from providers.catalog import ProviderSpec
+from providers.router import ModelConfig
+from tests.app.test_main import free_port, run_gateway, wait_until_up
+from tests.conftest import LiveServer
+from tests.fake_vendor import FakeVendor
+
+CLOSE_WITHIN = 0.1  # the target: the upstream sees its connection closed within 100 ms of the client leaving
+ids = itertools.count()
+
+
+def scenario(name: str, **options: object) -> str:
+    """A vendor model name, unique per use so that its connection's close time is its own."""
+    options["id"] = next(ids)
+    return f"{name}:" + ",".join(f"{k}={v}" for k, v in options.items())
+
+
+@pytest.fixture(scope="module")
+def vendor() -> Iterator[FakeVendor]:
+    with FakeVendor() as fake:
+        yield fake
+
+
+GatewayFactory = Callable[..., LiveServer]
+
+
+@pytest.fixture
+def gateway(vendor: FakeVendor) -> Iterator[GatewayFactory]:
+    """Starts a gateway in front of the fake vendor, with the reliability settings a test needs."""
+    servers: list[LiveServer] = []
+
+    def start(models: dict[str, ModelConfig] | None = None, **reliability: Any) -> LiveServer:
+        config = GatewayConfig(
+            reliability=Reliability(**{"retries": 0, **reliability}),
+            providers={
+                "openai": ProviderSpec("openai", vendor.url, "sk-fake"),
+                "backup": ProviderSpec("openai", vendor.url, "sk-fake"),
+            },
+            models=models or {},
+        )
+        server = LiveServer(create_app(config)).__enter__()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__()
+
+
+def body(model: str, stream: bool = True) -> dict[str, Any]:
+    return {"model": f"openai/{model}", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as http:
+        yield http
+
+
+def sse_events(raw: bytes) -> list[bytes]:
+    return [frame for frame in raw.split(b"\n\n") if frame]
+
+
+def access_line(capfd: pytest.CaptureFixture[str], model: str) -> dict[str, Any]:
+    """The access-log line for ``model``; it is written just after the last byte, so it may lag the client."""
+    output, deadline = "", time.monotonic() + 2
+    while time.monotonic() < deadline:
+        output += capfd.readouterr().out
+        lines: list[dict[str, Any]] = [orjson.loads(line) for line in output.splitlines() if line.startswith("{")]
+        found = [entry for entry in lines if entry.get("event") == "request" and model in entry.get("model", "")]
+        if found:
+            [line] = found
+            return line
+        time.sleep(0.01)
+    raise AssertionError(f"no access-log line for {model}")
+
+
+class TestCancellation:
+    async def test_while_connecting(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        model = scenario("ok", headers_ms=5000)
+        left = await leave_after(client, gateway().url, body(model), seconds=0.3)
+        assert vendor.closed_at(model) - left < CLOSE_WITHIN
+        line = access_line(capfd, model)
+        assert (line["cancelled"], line["phase"]) == (True, "connecting")
+
+    async def test_while_waiting_for_the_first_token(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        model = scenario("ok", ttft_ms=5000)
+        async with client.stream("POST", f"{gateway().url}/v1/chat/completions", json=body(model)) as response:
+            assert response.status_code == 200  # committed when the upstream answered
+            await anext(response.aiter_raw())  # the role chunk
+            left = time.monotonic()
+        assert vendor.closed_at(model) - left < CLOSE_WITHIN
+        assert access_line(capfd, model)["phase"] == "waiting_first_token"
+
+    async def test_mid_stream(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        model = scenario("ok", tokens=1000, delay_ms=20)
+        received = b""
+        async with client.stream("POST", f"{gateway().url}/v1/chat/completions", json=body(model)) as response:
+            async for chunk in response.aiter_raw():
+                received += chunk
+                if received.count(b'"content":"tok') >= 3:
+                    break
+            left = time.monotonic()
+        assert vendor.closed_at(model) - left < CLOSE_WITHIN
+        line = access_line(capfd, model)
+        assert line["phase"] == "streaming"
+        assert line["delivered_chunks"] >= 4
+        assert vendor.requests[model] == 1
+
+    async def test_non_streaming(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        model = scenario("ok", ttft_ms=5000)
+        left = await leave_after(client, gateway().url, body(model, stream=False), seconds=0.3)
+        assert vendor.closed_at(model) - left < CLOSE_WITHIN
+        assert access_line(capfd, model)["phase"] == "non_streaming"
+
+
+async def leave_after(client: httpx.AsyncClient, url: str, payload: dict[str, Any], seconds: float) -> float:
+    """Sends the request and abandons it after ``seconds``; returns when the client left."""
+    request = asyncio.ensure_future(client.post(f"{url}/v1/chat/completions", json=payload))
+    await asyncio.sleep(seconds)
+    request.cancel()
+    left = time.monotonic()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    return left
+
+
+async def stream_all(client: httpx.AsyncClient, url: str, payload: dict[str, Any]) -> tuple[httpx.Response, bytes]:
+    async with client.stream("POST", f"{url}/v1/chat/completions", json=payload) as response:
+        raw = b"".join([chunk async for chunk in response.aiter_raw()])
+    return response, raw
+
+
+def error_of(raw: bytes) -> dict[str, Any]:
+    """The error event a stream ended with; it must be the last event, with no [DONE]."""
+    last = sse_events(raw)[-1]
+    assert b"data: [DONE]" not in raw
+    assert last.startswith(b'data: {"error":'), raw[-300:]
+    payload: dict[str, dict[str, Any]] = orjson.loads(last[6:])
+    return payload["error"]
+
+
+class TestTimeouts:
+    async def test_first_token_timeout_before_commit_is_a_504_naming_it(
+        self, gateway: GatewayFactory, client: httpx.AsyncClient
+    ) -> None:
+        server = gateway(timeouts=Timeouts(first_token=0.3))
+        response = await client.post(f"{server.url}/v1/chat/completions", json=body(scenario("ok", headers_ms=5000)))
+        assert response.status_code == 504
+        assert "timeouts.first_token" in response.json()["error"]["message"]
+        assert "0.3 s" in response.json()["error"]["message"]
+
+    async def test_keepalive_comments_from_the_upstream_do_not_count_as_tokens(
+        self, gateway: GatewayFactory, client: httpx.AsyncClient
+    ) -> None:
+        server = gateway(timeouts=Timeouts(first_token=0.4))
+        response, raw = await stream_all(client, server.url, body(scenario("keepalives")))
+        assert response.status_code == 200  # the upstream answered, so the status was committed
+        assert error_of(raw)["code"] == "upstream_timeout"
+
+    async def test_idle_timeout_after_content_is_an_error_event(
+        self, gateway: GatewayFactory, client: httpx.AsyncClient
+    ) -> None:
+        server = gateway(timeouts=Timeouts(idle=0.3))
+        start = time.monotonic()
+        _, raw = await stream_all(client, server.url, body(scenario("stall", tokens=2)))
+        assert raw.count(b'"content":"tok') == 2
+        error = error_of(raw)
+        assert "timeouts.idle" in error["message"]
+        assert time.monotonic() - start < 3
+
+    async def test_total_timeout_ends_an_endless_stream(
+        self, gateway: GatewayFactory, client: httpx.AsyncClient
+    ) -> None:
+        server = gateway(timeouts=Timeouts(total=0.5))
+        _, raw = await stream_all(client, server.url, body(scenario("endless", delay_ms=10)))
+        assert raw.count(b'"content":"tok') > 5
+        assert "timeouts.total" in error_of(raw)["message"]
+
+
+class TestRetriesAndFallbacks:
+    async def test_5xx_is_retried_until_it_succeeds(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        model = scenario("status", code=503, times=2)
+        response, raw = await stream_all(client, gateway(retries=2).url, body(model))
+        assert response.status_code == 200
+        assert raw.endswith(b"data: [DONE]\n\n")
+        assert vendor.requests[model] == 3
+        assert access_line(capfd, model)["retries"] == 2
+
+    async def test_retry_after_is_honoured(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient
+    ) -> None:
+        model = scenario("status", code=429, times=1, retry_after="0.4")
+        start = time.monotonic()
+        response = await client.post(f"{gateway(retries=1).url}/v1/chat/completions", json=body(model, stream=False))
+        assert response.status_code == 200
+        assert time.monotonic() - start >= 0.4
+
+    @pytest.mark.parametrize("code", [400, 401, 403, 404])
+    async def test_client_and_auth_errors_are_never_retried(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient, code: int
+    ) -> None:
+        model = scenario("status", code=code, times=5)
+        response = await client.post(f"{gateway(retries=3).url}/v1/chat/completions", json=body(model))
+        assert response.status_code in (400, 404, 502)
+        assert vendor.requests[model] == 1
+
+    async def test_nothing_is_retried_once_the_answer_began(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient
+    ) -> None:
+        model = scenario("reset", tokens=2)
+        _, raw = await stream_all(client, gateway(retries=3).url, body(model))
+        assert raw.count(b'"content":"tok') == 2
+        assert error_of(raw)["code"] in ("upstream_error", "stream_truncated")
+        assert vendor.requests[model] == 1
+
+    async def test_a_failing_deployment_falls_back_to_the_next(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        bad, good = scenario("status", code=503, times=99), scenario("ok")
+        alias = ModelConfig(deployments=[Deployment("openai", bad), Deployment("backup", good)])
+        server = gateway({"smart": alias}, retries=1)
+        response, raw = await stream_all(client, server.url, {**body(bad), "model": "smart"})
+        assert response.headers["x-gateway-deployment"] == f"backup/{good}"
+        assert raw.endswith(b"data: [DONE]\n\n")
+        assert vendor.requests[bad] == 2
+        line = access_line(capfd, "smart")
+        assert (line["fallback"], line["deployment"]) == (True, f"backup/{good}")
+
+    async def test_round_robin_spreads_requests(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient
+    ) -> None:
+        first, second = scenario("ok"), scenario("ok")
+        alias = ModelConfig(
+            deployments=[Deployment("openai", first), Deployment("openai", second)], strategy="round_robin"
+        )
+        server = gateway({"spread": alias})
+        for _ in range(4):
+            await client.post(
+                f"{server.url}/v1/chat/completions", json={**body(first, stream=False), "model": "spread"}
+            )
+        assert (vendor.requests[first], vendor.requests[second]) == (2, 2)
+
+
+class TestKeepAlive:
+    async def test_comments_flow_while_the_model_thinks(
+        self, gateway: GatewayFactory, client: httpx.AsyncClient
+    ) -> None:
+        server = gateway(keepalive_seconds=0.1)
+        response, raw = await stream_all(client, server.url, body(scenario("ok", headers_ms=600)))
+        assert response.status_code == 200
+        before_answer = raw.split(b'"content":"tok')[0]
+        assert before_answer.count(b": keep-alive\n\n") >= 3
+        assert raw.endswith(b"data: [DONE]\n\n")
+
+    async def test_after_commit_a_final_failure_is_an_error_event(
+        self, gateway: GatewayFactory, client: httpx.AsyncClient
+    ) -> None:
+        server = gateway(keepalive_seconds=0.1, timeouts=Timeouts(first_token=0.5))
+        response, raw = await stream_all(client, server.url, body(scenario("ok", headers_ms=5000)))
+        assert response.status_code == 200
+        assert raw.startswith(b": keep-alive")
+        assert error_of(raw)["code"] == "upstream_timeout"
+
+
+class TestHonestEndingsAndHostileUpstreams:
+    @pytest.mark.parametrize("name", ["truncate", "reset"])
+    async def test_a_stream_that_dies_ends_with_an_error_event(
+        self, gateway: GatewayFactory, client: httpx.AsyncClient, name: str
+    ) -> None:
+        _, raw = await stream_all(client, gateway().url, body(scenario(name, tokens=2)))
+        assert raw.count(b'"content":"tok') == 2
+        assert error_of(raw)["type"] in ("upstream_error", "timeout_error")
+
+    @pytest.mark.parametrize(
+        ("name", "status"), [("html", 502), ("wrong_type", 502), ("garbage", 502), ("huge_line", 502)]
+    )
+    async def test_hostile_bodies_are_a_clean_502(
+        self, gateway: GatewayFactory, client: httpx.AsyncClient, name: str, status: int
+    ) -> None:
+        response = await client.post(f"{gateway().url}/v1/chat/completions", json=body(scenario(name), stream=False))
+        assert response.status_code == status
+        assert response.json()["error"]["message"]
+
+
+async def test_sigterm_lets_streams_finish_then_ends_the_rest_with_an_error(vendor: FakeVendor, tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "reliability: {shutdown_grace_seconds: 1.5}\n"
+        f"providers: {{openai: {{type: openai, base_url: '{vendor.url}', api_key: sk-fake}}}}\n"
+    )
+    port = free_port()
+    process = run_gateway(PORT=str(port), GATEWAY_CONFIG=str(config))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/health", process)
+        async with httpx.AsyncClient(timeout=30) as client:
+            started = [asyncio.Event(), asyncio.Event()]
+
+            async def consume(model: str, ready: asyncio.Event) -> bytes:
+                raw = b""
+                async with client.stream("POST", f"{url}/v1/chat/completions", json=body(model)) as response:
+                    async for chunk in response.aiter_raw():
+                        raw += chunk
+                        if b'"content":"tok' in raw:
+                            ready.set()
+                return raw
+
+            short = asyncio.ensure_future(consume(scenario("ok", tokens=40, delay_ms=20), started[0]))
+            endless = asyncio.ensure_future(consume(scenario("endless", delay_ms=20), started[1]))
+            await asyncio.wait_for(asyncio.gather(*(event.wait() for event in started)), 10)
+            process.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            short_raw, endless_raw = await asyncio.wait_for(asyncio.gather(short, endless), 15)
+            ended = time.monotonic() - signalled
+            with pytest.raises(httpx.TransportError):
+                await client.post(f"{url}/v1/chat/completions", json=body(scenario("ok")))
+        assert short_raw.endswith(b"data: [DONE]\n\n")
+        assert "shutting down" in error_of(endless_raw)["message"]
+        assert 1.0 < ended < 5
+        process.communicate(timeout=15)
+        assert process.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it is done
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
