@@ -118,9 +118,9 @@ class Exchange:
         retries = self.plan.retries if self.plan.retries is not None else self.reliability.retries
         order = self.gateway.balancer.order(self.plan.deployments, self.plan.strategy)
         for position, deployment in enumerate(order):
-            for _ in range(retries + 1):
-                if error is not None:
-                    if not await self.pause(error):
+            for attempt in range(retries + 1):
+                if attempt:  # a retry of this deployment waits; a fallback to the next one does not
+                    if error is None or not await self.pause(error):
                         break
                     self.record.retries += 1
                 self.record.fallback = position > 0

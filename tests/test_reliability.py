@@ -355,3 +355,14 @@ async def test_sigterm_lets_streams_finish_then_ends_the_rest_with_an_error(vend
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+async def test_a_fallback_does_not_wait_for_the_failed_deployments_retry_after(
+    gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient
+) -> None:
+    limited, good = scenario("status", code=429, times=99, retry_after="10"), scenario("ok")
+    alias = ModelConfig(deployments=[Deployment("openai", limited), Deployment("backup", good)], retries=0)
+    start = time.monotonic()
+    response = await client.post(f"{gateway({'m': alias}).url}/v1/chat/completions", json={**body(good), "model": "m"})
+    assert response.status_code == 200
+    assert time.monotonic() - start < 2
