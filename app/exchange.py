@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import AsyncGenerator
@@ -71,25 +70,31 @@ class Exchange:
         self.attempt_task: asyncio.Task[None] | None = None
         self.expired: str | None = None
         self.stop: str | None = None
-        self.changed = asyncio.Event()
+        self.wakeup: asyncio.Future[None] | None = None  # the watchdog sleeps on this until its deadline
         self.main_task: asyncio.Task[None] | None = None
         self.phase = "connecting"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.send, self.server_send = send, scope.get(SERVER_SEND_KEY, send)
         self.request_id = str(scope.get(REQUEST_ID_KEY, ""))
-        main = asyncio.ensure_future(self.run())
-        gone = asyncio.ensure_future(disconnect(receive))
+        watcher = asyncio.ensure_future(self.watch_client(receive))
         try:
-            await asyncio.wait((main, gone), return_when=asyncio.FIRST_COMPLETED)
+            await self.run()
+        except asyncio.CancelledError:
+            if not self.client_gone:
+                raise  # the server is cancelling us, not the client leaving
         finally:
-            if not main.done():
-                self.client_gone = True
-                self.record.cancelled = self.phase
-                main.cancel()
-            gone.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await main
+            watcher.cancel()
+
+    async def watch_client(self, receive: Receive) -> None:
+        """Cancels the request's work the moment the client goes; the body is already read."""
+        message: Message = {"type": ""}
+        while message["type"] != "http.disconnect":
+            message = await receive()
+        if self.phase != "done" and self.main_task is not None:
+            self.client_gone = True
+            self.record.cancelled = self.phase
+            self.main_task.cancel()
 
     async def run(self) -> None:
         self.main_task = asyncio.current_task()
@@ -163,7 +168,7 @@ class Exchange:
         self.attempt_task = task = asyncio.ensure_future(
             self.relay(events) if self.chat.stream else self.collect(events)
         )
-        self.changed.set()
+        self.poke()
         self.gateway.balancer.started(deployment)
         failed = True
         try:
@@ -217,12 +222,12 @@ class Exchange:
         self.phase = "done"
 
     def mark_content(self) -> None:
-        self.last_content = time.monotonic()
+        self.last_content = self.last_sent = time.monotonic()
         if not self.first_content:
             self.first_content = True
             self.phase = "streaming" if self.chat.stream else self.phase
             self.record.mark_first_token()
-            self.changed.set()
+            self.poke()
 
     async def on_start(self) -> None:
         if not self.committed:
@@ -240,7 +245,6 @@ class Exchange:
 
     async def write(self, body: bytes) -> None:
         await self.server_send({"type": "http.response.body", "body": body, "more_body": True})
-        self.last_sent = time.monotonic()
         self.record.chunks += 1
 
     async def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -258,24 +262,40 @@ class Exchange:
         else:
             body = self.encoder.error(error, self.request_id)
             await self.server_send({"type": "http.response.body", "body": body, "more_body": False})
+        self.phase = "done"  # the server now reports a disconnect for the finished response: not a client leaving
 
     def deployment_header(self) -> list[tuple[bytes, bytes]]:
         return [(b"x-gateway-deployment", self.record.deployment.encode())] if self.record.deployment else []
 
+    def poke(self) -> None:
+        """The state changed (an attempt began, the first token came, shutdown began): recompute deadlines."""
+        if self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)
+
+    async def sleep_until(self, delay: float | None) -> None:
+        """Until ``delay`` passes (forever if None) or until ``poke``; one future and one timer, no task."""
+        loop = asyncio.get_running_loop()
+        self.wakeup = loop.create_future()
+        timer = loop.call_later(delay, self.poke) if delay is not None else None
+        try:
+            await self.wakeup
+        finally:
+            if timer is not None:
+                timer.cancel()
+
     async def watch(self) -> None:
         """Sleeps until the nearest deadline, or until the state changes; then acts on what is due."""
-        SHUTDOWN.listen(self.changed)
+        SHUTDOWN.listen(self)
         while True:
             due, what = self.next_deadline()
             delay = due - time.monotonic()
             if delay > 0:
-                self.changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.changed.wait(), delay)
+                await self.sleep_until(delay)
                 continue
             if what == "keepalive":
                 if not self.committed:
                     await self.commit([])
+                self.last_sent = time.monotonic()
                 await self.write(KEEPALIVE)
             elif what in ("total", "shutdown"):
                 self.stop = self.expired = what
@@ -286,8 +306,7 @@ class Exchange:
                 self.expired = what
                 if self.attempt_task is not None:
                     self.attempt_task.cancel()
-                self.changed.clear()
-                await self.changed.wait()
+                await self.sleep_until(None)  # until the next attempt begins
 
     def next_deadline(self) -> tuple[float, str]:
         timeouts, never = self.timeouts, float("inf")
@@ -324,10 +343,3 @@ class Exchange:
                 )
             )
         return ApiError.from_provider(self.timeout_error())
-
-
-async def disconnect(receive: Receive) -> None:
-    """Returns when the client has gone: the body is already read, so only http.disconnect is left."""
-    message: Message = {"type": ""}
-    while message["type"] != "http.disconnect":
-        message = await receive()

@@ -13,25 +13,29 @@ import threading
 import time
 import weakref
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Listener(Protocol):
+    def poke(self) -> None: ...
 
 
 class Shutdown:
     def __init__(self) -> None:
         self.started_at: float | None = None
-        self.listeners: weakref.WeakSet[asyncio.Event] = weakref.WeakSet()
+        self.listeners: weakref.WeakSet[Listener] = weakref.WeakSet()
         self.installed = False
 
     def begin(self) -> None:
         if self.started_at is None:
             self.started_at = time.monotonic()
-        for event in list(self.listeners):
-            event.set()
+        for listener in list(self.listeners):
+            listener.poke()
 
-    def listen(self, event: asyncio.Event) -> None:
-        self.listeners.add(event)
+    def listen(self, listener: Listener) -> None:
+        self.listeners.add(listener)
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         """Chain a handler in front of the server's; only the main thread may set signal handlers."""
