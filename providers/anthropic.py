@@ -26,7 +26,7 @@ from providers.base import (
     ToolCallStart,
     Usage,
 )
-from providers.http import HttpProvider, StreamMapper, in_band_error, protocol_error
+from providers.http import HttpProvider, StreamMapper, decode_json, in_band_error
 from providers.messages import DATA_URI, system_text, tool_arguments, turns
 from providers.request import (
     JSON_ENCODER,
@@ -282,10 +282,7 @@ class AnthropicStream:
         for sse in self.sse.feed(chunk):
             if self.done:
                 continue
-            try:
-                event = EVENT_DECODER.decode(sse.data)
-            except msgspec.DecodeError:
-                raise protocol_error(self.provider, "an event that is not valid JSON") from None
+            event = decode_json(EVENT_DECODER, sse.data, self.provider)
             self.read(event, events)
         return events
 

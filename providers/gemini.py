@@ -28,7 +28,15 @@ from providers.base import (
     Usage,
     new_tool_call_id,
 )
-from providers.http import HttpProvider, StreamMapper, VendorError, common_error, in_band_error, protocol_error
+from providers.http import (
+    HttpProvider,
+    StreamMapper,
+    VendorError,
+    common_error,
+    decode_json,
+    in_band_error,
+    protocol_error,
+)
 from providers.messages import (
     inline_image,
     json_object_or_wrapped,
@@ -311,14 +319,14 @@ class GeminiStream:
             return []
         events: list[Event] = []
         for sse in self.sse.feed(chunk):
-            self.read(decode_chunk(self.provider, sse.data), events)
+            self.read(decode_json(CHUNK_DECODER, sse.data, self.provider), events)
         return events
 
     def end(self) -> list[Event]:
         events: list[Event] = []
         if self.whole:
             body = bytes(self.body).strip()
-            chunk = decode_chunk(self.provider, body[1:-1] if body.startswith(b"[") else body)
+            chunk = decode_json(CHUNK_DECODER, body[1:-1] if body.startswith(b"[") else body, self.provider)
             self.read(chunk, events)
         self.sse.flush()
         if self.finish_reason is None:
@@ -363,13 +371,6 @@ class GeminiStream:
         if reason in SAFETY:
             return "content_filter"
         return "tool_calls" if self.tool_calls else "stop"
-
-
-def decode_chunk(provider: str, data: str | bytes) -> Chunk:
-    try:
-        return CHUNK_DECODER.decode(data)
-    except msgspec.DecodeError:
-        raise protocol_error(provider, "a chunk that is not valid JSON") from None
 
 
 def usage_of(usage: UsageMetadata) -> Usage:

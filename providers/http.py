@@ -10,7 +10,7 @@ import email.utils
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import msgspec
@@ -236,6 +236,17 @@ def common_error(body: bytes) -> VendorError:
         return VendorError(error)
     message = error.get("message") if isinstance(error, dict) else None
     return VendorError(message if isinstance(message, str) else None)
+
+
+T = TypeVar("T")
+
+
+def decode_json(decoder: msgspec.json.Decoder[T], data: str | bytes, provider: str) -> T:
+    """One vendor event, decoded into its wire struct; anything else is the provider's protocol error."""
+    try:
+        return decoder.decode(data)
+    except msgspec.DecodeError:
+        raise protocol_error(provider, "an event that is not valid JSON") from None
 
 
 def protocol_error(provider: str, what: str) -> UpstreamProtocolError:

@@ -26,7 +26,7 @@ from providers.base import (
     Usage,
     new_tool_call_id,
 )
-from providers.http import HttpProvider, StreamMapper, common_error, in_band_error, protocol_error
+from providers.http import HttpProvider, StreamMapper, common_error, decode_json, in_band_error
 from providers.messages import inline_image, tool_arguments, tool_name_for, tool_names
 from providers.ndjson import NDJSONDecoder
 from providers.request import (
@@ -198,10 +198,7 @@ class OllamaStream:
     def read(self, raw: bytes, events: list[Event]) -> None:
         if self.done:
             return
-        try:
-            line = LINE_DECODER.decode(raw)
-        except msgspec.DecodeError:
-            raise protocol_error(self.provider, "a line that is not valid JSON") from None
+        line = decode_json(LINE_DECODER, raw, self.provider)
         if line.error is not None:
             said = line.error if isinstance(line.error, str) else common_error(raw).message
             raise in_band_error(self.provider, said, None)

@@ -26,7 +26,7 @@ from providers.base import (
     Usage,
     new_tool_call_id,
 )
-from providers.http import HttpProvider, StreamMapper, in_band_error, protocol_error
+from providers.http import HttpProvider, StreamMapper, decode_json, in_band_error
 from providers.request import (
     JSON_ENCODER,
     ChatRequest,
@@ -186,10 +186,7 @@ class ChatStream:
             self.done = True
             events.extend(self.closing())
             return
-        try:
-            chunk = CHUNK_DECODER.decode(data)
-        except msgspec.DecodeError:
-            raise protocol_error(self.provider, "a data line that is not valid JSON") from None
+        chunk = decode_json(CHUNK_DECODER, data, self.provider)
         if chunk.error is not None:
             raise in_band_error(self.provider, chunk.error.message, chunk.error.code or chunk.error.type)
         if chunk.object == "error":

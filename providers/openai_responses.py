@@ -25,7 +25,7 @@ from providers.base import (
     ToolCallStart,
     Usage,
 )
-from providers.http import in_band_error, protocol_error
+from providers.http import decode_json, in_band_error
 from providers.request import (
     AssistantMessage,
     ChatRequest,
@@ -253,10 +253,7 @@ class ResponsesStream:
         for sse in self.sse.feed(chunk):
             if self.done:
                 continue
-            try:
-                event = EVENT_DECODER.decode(sse.data)
-            except msgspec.DecodeError:
-                raise protocol_error(self.provider, "an event that is not valid JSON") from None
+            event = decode_json(EVENT_DECODER, sse.data, self.provider)
             handler = self.handlers.get(event.type)
             if handler is not None:
                 events += handler(event)
