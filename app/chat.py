@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from starlette.requests import Request
 
 from app.bodies import read_json
+from app.chunks import ChunkEncoder
+from app.completion import CompletionBuilder
 from app.errors import ApiError
 from app.exchange import Exchange
 from app.gateway import gateway_of
 from app.middleware import ACCESS_KEY, AccessRecord
+from app.native import Summary
 from providers.request import CHAT_REQUEST_DECODER, ChatRequest
 
 # Model names are the client's own text: bound what of them reaches the log.
@@ -24,7 +28,13 @@ async def create_chat_completion(request: Request) -> Exchange:
     record.model = chat.model[:MODEL_LOG_LIMIT]
     check_supported(chat)
     plan = gateway.router.resolve(chat.model)
-    return Exchange(gateway, chat, plan, record, f"chatcmpl-{uuid.uuid4().hex}")
+    answer_id = f"chatcmpl-{uuid.uuid4().hex}"
+    encoder = ChunkEncoder(answer_id, int(time.time()), chat.model, include_usage=chat.include_usage)
+    return Exchange(gateway, chat, plan, record, answer_id, encoder, openai_answer)
+
+
+def openai_answer(builder: CompletionBuilder, summary: Summary) -> bytes:
+    return builder.encode(summary.message_id, int(time.time()), summary.model)
 
 
 def check_supported(chat: ChatRequest) -> None:

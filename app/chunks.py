@@ -14,7 +14,6 @@ from providers.base import (
     Event,
     Finish,
     ReasoningDelta,
-    Start,
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
@@ -63,8 +62,6 @@ class ChunkEncoder:
             case ToolCallDelta(index=index, arguments=arguments):
                 call = {"index": index, "function": {"arguments": arguments}}
                 return self.delta(b'{"tool_calls":[' + encode(call) + b"]}")
-            case Start():
-                return self.delta(b'{"role":"assistant","content":""}')
             case Finish(reason=reason):
                 self.finished = True
                 return b"".join((self.choice, b'{},"logprobs":null,"finish_reason":"', reason.encode(), b'"}]}\n\n'))
@@ -72,11 +69,15 @@ class ChunkEncoder:
                 self.usage = event
         return None
 
-    def end(self) -> bytes:
+    def opening(self) -> bytes:
+        """The first chunk, carrying the role, once the upstream has answered."""
+        return self.delta(b'{"role":"assistant","content":""}')
+
+    def end(self, summary: object = None) -> list[bytes]:
         """The usage chunk, when asked for, then ``[DONE]``."""
         if self.include_usage and self.usage is not None:
-            return b"".join((self.usage_head, encode(UsageOut.of(self.usage)), b"}\n\n", DONE))
-        return DONE
+            return [b"".join((self.usage_head, encode(UsageOut.of(self.usage)), b"}\n\n")), DONE]
+        return [DONE]
 
     def error(self, error: ApiError, request_id: str) -> bytes:
         """An error in the stream ends it without ``[DONE]``, so clients cannot mistake it for success."""

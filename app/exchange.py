@@ -9,6 +9,9 @@
   shutdown grace period is over. The per-chunk path only stamps the time.
 - The status is committed when an upstream answers, or when the first keep-alive is due; before
   that a failure is an error response with its own status, after it an error event.
+
+Only two things differ between the APIs that use it: the encoder (OpenAI chunks, native named
+events, WebSocket frames) and the outlet (an HTTP response, or one request on a WebSocket).
 """
 
 from __future__ import annotations
@@ -16,17 +19,18 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from typing import Protocol
 
 import msgspec
 import structlog
 from starlette.types import Message, Receive, Scope, Send
 
-from app.chunks import ChunkEncoder
 from app.completion import CompletionBuilder
 from app.errors import REQUEST_ID_KEY, ApiError
 from app.gateway import Gateway
 from app.middleware import AccessRecord
+from app.native import Summary
 from app.shutdown import SHUTDOWN
 from providers.base import (
     CONTENT_EVENTS,
@@ -56,14 +60,80 @@ TIMEOUT_NAMES = {"first_token": "first-token", "idle": "idle", "total": "total"}
 log = structlog.get_logger("gateway")
 
 
+class StreamEncoder(Protocol):
+    @property
+    def finished(self) -> bool: ...
+
+    def opening(self) -> bytes | None: ...
+
+    def encode(self, event: Event) -> bytes | None: ...
+
+    def end(self, summary: Summary) -> list[bytes]: ...
+
+    def error(self, error: ApiError, request_id: str) -> bytes: ...
+
+
+WholeAnswer = Callable[[CompletionBuilder, Summary], bytes]
+
+
+class Outlet(Protocol):
+    """Where an answer goes: frames of a stream, or one response."""
+
+    committed: bool
+    keepalive: bytes | None
+
+    async def commit(self, headers: list[tuple[bytes, bytes]]) -> None: ...
+
+    async def write(self, frame: bytes) -> None: ...
+
+    async def close(self, frames: list[bytes]) -> None: ...
+
+    async def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None: ...
+
+
+class HttpOutlet:
+    """An HTTP response. The start goes through every middleware; stream frames straight to the server."""
+
+    keepalive: bytes | None = KEEPALIVE
+
+    def __init__(self, send: Send, server_send: Send):
+        self.send, self.server_send = send, server_send
+        self.committed = False
+
+    async def commit(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self.committed = True
+        await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
+
+    async def write(self, frame: bytes) -> None:
+        await self.server_send({"type": "http.response.body", "body": frame, "more_body": True})
+
+    async def close(self, frames: list[bytes]) -> None:
+        await self.server_send({"type": "http.response.body", "body": b"".join(frames), "more_body": False})
+
+    async def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.committed = True
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+        await self.send({"type": "http.response.body", "body": body, "more_body": False})
+
+
 class Exchange:
-    def __init__(self, gateway: Gateway, chat: ChatRequest, plan: Plan, record: AccessRecord, answer_id: str):
+    def __init__(
+        self,
+        gateway: Gateway,
+        chat: ChatRequest,
+        plan: Plan,
+        record: AccessRecord,
+        answer_id: str,
+        encoder: StreamEncoder,
+        whole: WholeAnswer,
+    ):
         self.gateway, self.chat, self.plan, self.record = gateway, chat, plan, record
-        self.encoder = ChunkEncoder(answer_id, int(time.time()), chat.model, include_usage=chat.include_usage)
-        self.answer_id = answer_id
+        self.encoder, self.whole, self.answer_id = encoder, whole, answer_id
+        self.outlet: Outlet = HttpOutlet(_never_send, _never_send)
+        self.request_id = ""
         self.reliability = gateway.config.reliability
         self.started = self.last_sent = time.monotonic()
-        self.committed = self.role_sent = self.first_content = self.client_gone = False
+        self.role_sent = self.first_content = self.client_gone = False
         self.last_content = self.attempt_started = 0.0
         self.timeouts = self.reliability.timeouts
         self.deployment: Deployment | None = None
@@ -75,26 +145,36 @@ class Exchange:
         self.phase = "connecting"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.send, self.server_send = send, scope.get(SERVER_SEND_KEY, send)
+        """As an HTTP response: the request's own task does the work; a watcher cancels it if the client goes."""
         self.request_id = str(scope.get(REQUEST_ID_KEY, ""))
         watcher = asyncio.ensure_future(self.watch_client(receive))
+        try:
+            await self.serve(HttpOutlet(send, scope.get(SERVER_SEND_KEY, send)), self.request_id)
+        finally:
+            watcher.cancel()
+
+    async def serve(self, outlet: Outlet, request_id: str) -> None:
+        """Runs the exchange into ``outlet``; returns quietly when the client cancelled it."""
+        self.outlet, self.request_id = outlet, request_id
         try:
             await self.run()
         except asyncio.CancelledError:
             if not self.client_gone:
                 raise  # the server is cancelling us, not the client leaving
-        finally:
-            watcher.cancel()
+
+    def cancel(self) -> None:
+        """The client left or asked to stop: cancel the work, which closes the upstream."""
+        if self.phase != "done" and self.main_task is not None:
+            self.client_gone = True
+            self.record.cancelled = self.phase
+            self.main_task.cancel()
 
     async def watch_client(self, receive: Receive) -> None:
         """Cancels the request's work the moment the client goes; the body is already read."""
         message: Message = {"type": ""}
         while message["type"] != "http.disconnect":
             message = await receive()
-        if self.phase != "done" and self.main_task is not None:
-            self.client_gone = True
-            self.record.cancelled = self.phase
-            self.main_task.cancel()
+        self.cancel()
 
     async def run(self) -> None:
         self.main_task = asyncio.current_task()
@@ -198,7 +278,7 @@ class Exchange:
                     await self.write(body)
             if not encoder.finished:
                 raise StreamTruncatedError
-            await self.server_send({"type": "http.response.body", "body": encoder.end(), "more_body": False})
+            await self.outlet.close(encoder.end(self.summary()))
             self.phase = "done"
         finally:
             await events.aclose()
@@ -216,9 +296,8 @@ class Exchange:
             await events.aclose()
         if builder.finish is None:
             raise StreamTruncatedError
-        body = builder.encode(self.answer_id, int(time.time()), self.chat.model)
         headers = [(b"content-type", b"application/json"), *self.deployment_header()]
-        await self.respond(200, headers, body)
+        await self.outlet.respond(200, headers, self.whole(builder, self.summary()))
         self.phase = "done"
 
     def mark_content(self) -> None:
@@ -230,38 +309,37 @@ class Exchange:
             self.poke()
 
     async def on_start(self) -> None:
-        if not self.committed:
+        if not self.outlet.committed:
             await self.commit(self.deployment_header())
         if not self.role_sent:
             self.role_sent = True
-            await self.write(self.encoder.encode(Start()) or b"")
+            opening = self.encoder.opening()
+            if opening is not None:
+                await self.write(opening)
         self.phase = "waiting_first_token"
 
-    async def commit(self, extra: list[tuple[bytes, bytes]]) -> None:
-        """Send the 200 through every middleware; the chunks then go straight to the server."""
-        self.committed = True
+    async def commit(self, headers: list[tuple[bytes, bytes]]) -> None:
         self.record.streamed = True
-        await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + extra})
+        await self.outlet.commit(headers)
 
-    async def write(self, body: bytes) -> None:
-        await self.server_send({"type": "http.response.body", "body": body, "more_body": True})
+    async def write(self, frame: bytes) -> None:
+        await self.outlet.write(frame)
         self.record.chunks += 1
 
-    async def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self.committed = True
-        await self.send({"type": "http.response.start", "status": status, "headers": headers})
-        await self.send({"type": "http.response.body", "body": body, "more_body": False})
+    def summary(self) -> Summary:
+        provider = self.deployment.provider if self.deployment else None
+        duration = round((time.perf_counter() - self.record.start) * 1000, 2)
+        return Summary(self.answer_id, self.chat.model, provider, self.record.ttft_ms, duration)
 
     async def fail(self, error: ApiError) -> None:
         """Before the status is committed, an error response with its own status; after, an error event."""
         self.record.error = error.code
-        if not self.committed:
+        if not self.outlet.committed:
             headers = [(b"content-type", b"application/json")]
             headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
-            await self.respond(error.status, headers, error.envelope(self.request_id))
+            await self.outlet.respond(error.status, headers, error.envelope(self.request_id))
         else:
-            body = self.encoder.error(error, self.request_id)
-            await self.server_send({"type": "http.response.body", "body": body, "more_body": False})
+            await self.outlet.close([self.encoder.error(error, self.request_id)])
         self.phase = "done"  # the server now reports a disconnect for the finished response: not a client leaving
 
     def deployment_header(self) -> list[tuple[bytes, bytes]]:
@@ -293,10 +371,10 @@ class Exchange:
                 await self.sleep_until(delay)
                 continue
             if what == "keepalive":
-                if not self.committed:
+                if not self.outlet.committed:
                     await self.commit([])
                 self.last_sent = time.monotonic()
-                await self.write(KEEPALIVE)
+                await self.write(self.outlet.keepalive or b"")
             elif what in ("total", "shutdown"):
                 self.stop = self.expired = what
                 if self.main_task is not None:
@@ -316,7 +394,7 @@ class Exchange:
                 deadlines.append((self.last_content + (timeouts.idle or never), "idle"))
             else:
                 deadlines.append((self.attempt_started + (timeouts.first_token or never), "first_token"))
-        if self.chat.stream and self.phase != "done":
+        if self.chat.stream and self.phase != "done" and self.outlet.keepalive is not None:
             deadlines.append((self.last_sent + self.reliability.keepalive_seconds, "keepalive"))
         if SHUTDOWN.started_at is not None:
             deadlines.append((SHUTDOWN.started_at + self.reliability.shutdown_grace_seconds, "shutdown"))
@@ -343,3 +421,7 @@ class Exchange:
                 )
             )
         return ApiError.from_provider(self.timeout_error())
+
+
+async def _never_send(message: Message) -> None:
+    raise RuntimeError("the exchange has no outlet yet")

@@ -7,7 +7,7 @@ import pytest
 
 from app.chunks import DONE, ChunkEncoder
 from app.errors import ApiError
-from providers.base import Event, Finish, ReasoningDelta, Start, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from providers.base import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart, Usage
 
 
 def encoder(include_usage: bool = False) -> ChunkEncoder:
@@ -25,7 +25,6 @@ def chunk(frame: bytes | None) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("event", "delta"),
     [
-        (Start(), {"role": "assistant", "content": ""}),
         (TextDelta('he said "hi"\n\u2028'), {"content": 'he said "hi"\n\u2028'}),
         (ReasoningDelta("hmm"), {"reasoning_content": "hmm"}),
         (
@@ -48,6 +47,10 @@ def test_each_event_is_one_valid_chunk(event: Event, delta: dict[str, Any]) -> N
     assert body["choices"] == [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]
 
 
+def test_the_opening_chunk_carries_the_role() -> None:
+    assert chunk(encoder().opening())["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+
+
 def test_finish_sets_finished_and_the_reason() -> None:
     enc = encoder()
     assert not enc.finished
@@ -59,9 +62,9 @@ def test_usage_is_held_for_the_end_and_sent_only_when_asked() -> None:
     asked, not_asked = encoder(include_usage=True), encoder()
     for enc in (asked, not_asked):
         assert enc.encode(Usage(7, 3, cached_tokens=2, reasoning_tokens=1)) is None
-    assert not_asked.end() == DONE
-    usage_frame, done = asked.end().split(b"\n\n", 1)
-    body = chunk(usage_frame + b"\n\n")
+    assert not_asked.end() == [DONE]
+    usage_frame, done = asked.end()
+    body = chunk(usage_frame)
     assert body["choices"] == []
     assert body["usage"] == {
         "prompt_tokens": 7,

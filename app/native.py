@@ -1,0 +1,205 @@
+"""The native dialect: a small event model (token, reasoning, tool_call, complete, error) for browsers
+and simple clients, framed as named SSE events with ids, as WebSocket JSON frames, or as one JSON body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import Struct
+
+from app.completion import CompletionBuilder
+from app.errors import ApiError, ErrorBody
+from providers.base import Event, Finish, FinishReason, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart, Usage
+
+ENCODER = msgspec.json.Encoder()
+
+
+class Summary(Struct):
+    """What the exchange knows at the end of an answer, for the ``complete`` event."""
+
+    message_id: str
+    model: str
+    provider: str | None
+    ttft_ms: float | None
+    duration_ms: float
+
+
+class NativeUsage(Struct):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+
+    @classmethod
+    def of(cls, usage: Usage | None) -> NativeUsage:
+        usage = usage or Usage()
+        return cls(
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.total_tokens,
+            usage.cached_tokens,
+            usage.reasoning_tokens,
+        )
+
+
+class ToolCallOut(Struct):
+    index: int
+    id: str
+    name: str
+    arguments: str
+
+
+class Complete(Struct):
+    message_id: str
+    finish_reason: FinishReason
+    usage: NativeUsage
+    model: str
+    provider: str | None
+    ttft_ms: float | None
+    duration_ms: float
+
+
+class Answer(Struct, omit_defaults=True):
+    """The whole answer when the client did not ask for a stream: ``complete`` plus the content."""
+
+    message_id: str
+    content: str
+    finish_reason: FinishReason
+    usage: NativeUsage
+    model: str
+    provider: str | None
+    ttft_ms: float | None
+    duration_ms: float
+    reasoning: str | None = None
+    tool_calls: list[ToolCallOut] | None = None
+
+
+class NativeEvents:
+    """Canonical events as (name, payload); tool calls are held until their arguments are complete."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, tuple[str, str, list[str]]] = {}
+        self.usage: Usage | None = None
+        self.finish: FinishReason | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish is not None
+
+    def read(self, event: Event) -> tuple[str, Any] | None:
+        match event:
+            case TextDelta(text=text):
+                return "token", {"content": text}
+            case ReasoningDelta(text=text):
+                return "reasoning", {"content": text}
+            case ToolCallStart(index=index, id=call_id, name=name):
+                self.calls[index] = (call_id, name, [])
+            case ToolCallDelta(index=index, arguments=arguments):
+                self.calls[index][2].append(arguments)
+            case Usage():
+                self.usage = event
+            case Finish(reason=reason):
+                self.finish = reason
+        return None
+
+    def closing(self, summary: Summary) -> list[tuple[str, Any]]:
+        calls = [("tool_call", call) for call in tool_calls(self.calls)]
+        assert self.finish is not None
+        complete = Complete(
+            summary.message_id,
+            self.finish,
+            NativeUsage.of(self.usage),
+            summary.model,
+            summary.provider,
+            summary.ttft_ms,
+            summary.duration_ms,
+        )
+        return [*calls, ("complete", complete)]
+
+
+def tool_calls(calls: dict[int, tuple[str, str, list[str]]]) -> list[ToolCallOut]:
+    return [ToolCallOut(i, call_id, name, "".join(parts)) for i, (call_id, name, parts) in sorted(calls.items())]
+
+
+class NativeSSEEncoder:
+    """Named SSE events, each with an ``id:`` line, so a client can tell where it stopped."""
+
+    def __init__(self) -> None:
+        self.events = NativeEvents()
+        self.next_id = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.events.finished
+
+    def frame(self, name: str, payload: Any) -> bytes:
+        self.next_id += 1
+        return b"id: %d\nevent: %s\ndata: %s\n\n" % (self.next_id, name.encode(), ENCODER.encode(payload))
+
+    def opening(self) -> bytes | None:
+        return None
+
+    def encode(self, event: Event) -> bytes | None:
+        item = self.events.read(event)
+        return self.frame(*item) if item is not None else None
+
+    def end(self, summary: Summary) -> list[bytes]:
+        return [self.frame(name, payload) for name, payload in self.events.closing(summary)]
+
+    def error(self, error: ApiError, request_id: str) -> bytes:
+        return self.frame("error", {"error": error_body(error, request_id)})
+
+
+class WebSocketEncoder:
+    """One JSON text frame per event, each naming its ``type`` and the client's ``request_id``."""
+
+    def __init__(self, request_id: str):
+        self.events = NativeEvents()
+        self.request_id = request_id
+
+    @property
+    def finished(self) -> bool:
+        return self.events.finished
+
+    def frame(self, name: str, payload: Any) -> bytes:
+        fields = msgspec.to_builtins(payload)
+        return ENCODER.encode({"type": name, "request_id": self.request_id, **fields})
+
+    def opening(self) -> bytes | None:
+        return None
+
+    def encode(self, event: Event) -> bytes | None:
+        item = self.events.read(event)
+        return self.frame(*item) if item is not None else None
+
+    def end(self, summary: Summary) -> list[bytes]:
+        return [self.frame(name, payload) for name, payload in self.events.closing(summary)]
+
+    def error(self, error: ApiError, request_id: str) -> bytes:
+        return self.frame("error", {"error": error_body(error, request_id)})
+
+
+def error_body(error: ApiError, request_id: str) -> ErrorBody:
+    return ErrorBody(error.message, error.type, error.code, error.param, request_id)
+
+
+def whole_answer(builder: CompletionBuilder, summary: Summary) -> bytes:
+    assert builder.finish is not None
+    calls = tool_calls({i: (c, n, parts) for i, (c, n, parts) in builder.tool_calls.items()})
+    return ENCODER.encode(
+        Answer(
+            summary.message_id,
+            "".join(builder.text),
+            builder.finish,
+            NativeUsage.of(builder.usage),
+            summary.model,
+            summary.provider,
+            summary.ttft_ms,
+            summary.duration_ms,
+            "".join(builder.reasoning) or None,
+            calls or None,
+        )
+    )
