@@ -29,6 +29,8 @@ def main() -> int:
         workers=settings.workers,
         # Streams end themselves, with an error event, when the gateway's grace period is over.
         timeout_graceful_shutdown=int(config.reliability.shutdown_grace_seconds) + 5,
+        ws_ping_interval=20.0,  # keeps idle WebSocket chats alive through proxies
+        ws_ping_timeout=20.0,
         loop="uvloop",
         http="httptools",
     )

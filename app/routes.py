@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from app.chat import create_chat_completion
 from app.info import get_health, get_openapi_spec, list_models
+from app.native_chat import create_native_chat
 from app.openapi import Handler
+from app.websocket import chat_websocket
 
 HANDLERS: dict[str, Handler] = {
     "createChatCompletion": create_chat_completion,
+    "createNativeChat": create_native_chat,
+    "chatWebSocket": chat_websocket,
     "listModels": list_models,
     "getHealth": get_health,
     "getOpenApiSpec": get_openapi_spec,

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
 
 import httpx
 import pytest
@@ -39,12 +40,14 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 class LiveServer:
     """uvicorn serving an app from a background thread, on a socket bound to a free port."""
 
-    def __init__(self, app: Starlette):
+    def __init__(self, app: Starlette, **uvicorn_options: Any):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(app, log_config=None, access_log=False, loop="uvloop", http="httptools")
+        config = uvicorn.Config(
+            app, log_config=None, access_log=False, loop="uvloop", http="httptools", **uvicorn_options
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

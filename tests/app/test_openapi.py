@@ -3,9 +3,9 @@ from __future__ import annotations
 import httpx
 import pytest
 from openapi_spec_validator import validate
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
-from app.openapi import SPEC_PATH, SpecError, build_routes, load_spec, operations
+from app.openapi import SPEC_PATH, SpecError, build_routes, load_spec, operations, websockets
 from app.routes import HANDLERS
 from tests.conftest import make_app
 
@@ -18,13 +18,17 @@ def test_spec_is_valid_openapi_3_1() -> None:
 
 def test_every_operation_has_a_handler_and_every_handler_an_operation() -> None:
     spec, _ = load_spec()
-    assert {operation_id for _, _, operation_id in operations(spec)} == set(HANDLERS)
+    bound = {operation_id for _, _, operation_id in operations(spec)} | {name for _, name in websockets(spec)}
+    assert bound == set(HANDLERS)
 
 
 def test_route_table_equals_the_spec() -> None:
     spec, _ = load_spec()
-    routes = {(r.path, m) for r in make_app().routes if isinstance(r, Route) for m in r.methods or () if m != "HEAD"}
+    app = make_app()
+    routes = {(r.path, m) for r in app.routes if isinstance(r, Route) for m in r.methods or () if m != "HEAD"}
     assert routes == {(path, method) for path, method, _ in operations(spec)}
+    sockets = {r.path for r in app.routes if isinstance(r, WebSocketRoute)}
+    assert sockets == {path for path, _ in websockets(spec)}
 
 
 def test_an_operation_without_handler_stops_start_up() -> None:
