@@ -121,6 +121,7 @@ class ChatSocket:
             await self.reject(request_id, ApiError(409, message, code="duplicate_request_id", param="request_id"))
             return
         record = AccessRecord()
+        record.streamed = True  # its log line carries ttft_ms and chunks, like an HTTP stream's
         try:
             chat = CHAT_REQUEST_DECODER.decode(raw)
             record.model = chat.model[:MODEL_LOG_LIMIT]
