@@ -13,6 +13,7 @@ from app.errors import ApiError
 from providers.base import (
     Event,
     Finish,
+    FinishReason,
     ReasoningDelta,
     TextDelta,
     ToolCallDelta,
@@ -45,7 +46,11 @@ class ChunkEncoder:
         self.usage_head = head + b'],"usage":'
         self.include_usage = include_usage
         self.usage: Usage | None = None
-        self.finished = False
+        self.finish: FinishReason | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish is not None
 
     def delta(self, delta: bytes) -> bytes:
         return b"".join((self.choice, delta, self.open_tail))
@@ -63,7 +68,7 @@ class ChunkEncoder:
                 call = {"index": index, "function": {"arguments": arguments}}
                 return self.delta(b'{"tool_calls":[' + encode(call) + b"]}")
             case Finish(reason=reason):
-                self.finished = True
+                self.finish = reason
                 return b"".join((self.choice, b'{},"logprobs":null,"finish_reason":"', reason.encode(), b'"}]}\n\n'))
             case Usage():
                 self.usage = event

@@ -36,6 +36,7 @@ from providers.base import (
     CONTENT_EVENTS,
     Deployment,
     Event,
+    FinishReason,
     InvalidRequestError,
     ModelNotFoundError,
     ProviderError,
@@ -44,6 +45,7 @@ from providers.base import (
     UpstreamAuthError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
+    Usage,
 )
 from providers.request import ChatRequest
 from providers.router import Plan
@@ -63,6 +65,12 @@ log = structlog.get_logger("gateway")
 class StreamEncoder(Protocol):
     @property
     def finished(self) -> bool: ...
+
+    @property
+    def usage(self) -> Usage | None: ...
+
+    @property
+    def finish(self) -> FinishReason | None: ...
 
     def opening(self) -> bytes | None: ...
 
@@ -243,6 +251,7 @@ class Exchange:
         deployment = msgspec.structs.replace(deployment, timeouts=merged)
         self.timeouts, self.deployment, self.expired = merged, deployment, None
         self.record.deployment = f"{deployment.provider}/{deployment.model}"
+        self.record.provider, self.record.upstream_model = deployment.provider, deployment.model
         events = self.gateway.router.provider(deployment).stream(self.chat, deployment)
         self.attempt_started, self.phase = time.monotonic(), "connecting"
         self.attempt_task = task = asyncio.ensure_future(
@@ -278,6 +287,7 @@ class Exchange:
                     await self.write(body)
             if not encoder.finished:
                 raise StreamTruncatedError
+            self.record.account(encoder.usage, encoder.finish)
             await self.outlet.close(encoder.end(self.summary()))
             self.phase = "done"
         finally:
@@ -296,6 +306,7 @@ class Exchange:
             await events.aclose()
         if builder.finish is None:
             raise StreamTruncatedError
+        self.record.account(builder.usage, builder.finish)
         headers = [(b"content-type", b"application/json"), *self.deployment_header()]
         await self.outlet.respond(200, headers, self.whole(builder, self.summary()))
         self.phase = "done"

@@ -13,6 +13,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import REQUEST_ID_KEY
+from providers.base import Usage
 
 ACCESS_KEY = "gateway.access"
 SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
@@ -28,12 +29,17 @@ class AccessRecord:
         "deployment",
         "error",
         "fallback",
+        "finish_reason",
+        "key_name",
         "model",
+        "provider",
         "retries",
         "start",
         "status",
         "streamed",
         "ttft_ms",
+        "upstream_model",
+        "usage",
     )
 
     def __init__(self) -> None:
@@ -48,6 +54,28 @@ class AccessRecord:
         self.retries = 0
         self.fallback = False
         self.cancelled: str | None = None  # the phase the client left in
+        self.provider: str | None = None
+        self.upstream_model: str | None = None
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self.key_name: str | None = None  # the gateway key's name, when keys are configured
+
+    def account(self, usage: Usage | None, finish_reason: str | None) -> None:
+        self.usage, self.finish_reason = usage, finish_reason
+
+    def usage_fields(self, duration_ms: float) -> dict[str, object]:
+        """Usage for the log line: tokens, and tokens per second while generating."""
+        usage = self.usage or Usage()
+        generating = (duration_ms - (self.ttft_ms or 0.0)) / 1000
+        speed = round(usage.completion_tokens / generating, 1) if generating > 0 and usage.completion_tokens else None
+        return {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "cached_tokens": usage.cached_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "tokens_per_second": speed,
+            "finish_reason": self.finish_reason,
+        }
 
     def mark_first_token(self) -> None:
         self.ttft_ms = round((time.perf_counter() - self.start) * 1000, 2)
@@ -91,21 +119,32 @@ class RequestContextMiddleware:
 
 
 def write_access_log(scope: Scope, record: AccessRecord) -> None:
+    duration_ms = round((time.perf_counter() - record.start) * 1000, 2)
     fields: dict[str, object] = {
         "method": scope["method"],
         "path": scope["path"],
         "status": record.status,
-        "duration_ms": round((time.perf_counter() - record.start) * 1000, 2),
+        "duration_ms": duration_ms,
     }
+    if record.key_name is not None:
+        fields["key"] = record.key_name
     if record.model is not None:
         fields["model"] = record.model
     if record.streamed:
         fields["ttft_ms"] = record.ttft_ms
         fields["chunks"] = record.chunks
     if record.deployment is not None:
-        fields.update(deployment=record.deployment, retries=record.retries, fallback=record.fallback)
+        fields.update(
+            provider=record.provider,
+            upstream_model=record.upstream_model,
+            deployment=record.deployment,
+            retries=record.retries,
+            fallback=record.fallback,
+            cancelled=record.cancelled is not None,
+            **record.usage_fields(duration_ms),
+        )
     if record.error is not None:
         fields["error"] = record.error
     if record.cancelled is not None:
-        fields.update(cancelled=True, phase=record.cancelled, delivered_chunks=record.chunks)
+        fields.update(phase=record.cancelled, delivered_chunks=record.chunks)
     log.info("request", **fields)

@@ -124,16 +124,30 @@ def tool_calls(calls: dict[int, tuple[str, str, list[str]]]) -> list[ToolCallOut
     return [ToolCallOut(i, call_id, name, "".join(parts)) for i, (call_id, name, parts) in sorted(calls.items())]
 
 
-class NativeSSEEncoder:
+class NativeEncoding:
+    """What the native encoders share: the event builder, and what it learned of usage and the finish."""
+
+    events: NativeEvents
+
+    @property
+    def finished(self) -> bool:
+        return self.events.finished
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.events.usage
+
+    @property
+    def finish(self) -> FinishReason | None:
+        return self.events.finish
+
+
+class NativeSSEEncoder(NativeEncoding):
     """Named SSE events, each with an ``id:`` line, so a client can tell where it stopped."""
 
     def __init__(self) -> None:
         self.events = NativeEvents()
         self.next_id = 0
-
-    @property
-    def finished(self) -> bool:
-        return self.events.finished
 
     def frame(self, name: str, payload: Any) -> bytes:
         self.next_id += 1
@@ -153,16 +167,12 @@ class NativeSSEEncoder:
         return self.frame("error", {"error": error_body(error, request_id)})
 
 
-class WebSocketEncoder:
+class WebSocketEncoder(NativeEncoding):
     """One JSON text frame per event, each naming its ``type`` and the client's ``request_id``."""
 
     def __init__(self, request_id: str):
         self.events = NativeEvents()
         self.request_id = request_id
-
-    @property
-    def finished(self) -> bool:
-        return self.events.finished
 
     def frame(self, name: str, payload: Any) -> bytes:
         fields = msgspec.to_builtins(payload)

@@ -98,3 +98,17 @@ async def test_the_logged_model_name_is_bounded(client: httpx.AsyncClient, capfd
     [line] = access_lines(capfd)
     assert line["status"] == 400
     assert line["model"] == "m" * 200
+
+
+async def test_the_access_line_accounts_for_usage(capfd: pytest.CaptureFixture[str]) -> None:
+    provider = ScriptedProvider([Start(), TextDelta("a"), TextDelta("b"), Usage(11, 22, 3, 4), Finish("length")])
+    async with asgi_client(make_app([provider])) as client:
+        capfd.readouterr()
+        await client.post("/v1/chat/completions", json={**HELLO, "model": "fake", "stream": True})
+    [line] = access_lines(capfd)
+    assert (line["provider"], line["upstream_model"], line["deployment"]) == ("fake", "fake", "fake/fake")
+    assert (line["prompt_tokens"], line["completion_tokens"]) == (11, 22)
+    assert (line["cached_tokens"], line["reasoning_tokens"]) == (3, 4)
+    assert line["finish_reason"] == "length"
+    assert line["tokens_per_second"] > 0
+    assert (line["retries"], line["fallback"], line["cancelled"]) == (0, False, False)
