@@ -15,7 +15,7 @@ from app.exchange import Exchange
 from app.gateway import gateway_of
 from app.middleware import ACCESS_KEY, AccessRecord
 from app.native import Summary
-from providers.request import CHAT_REQUEST_DECODER, ChatRequest
+from providers.request import CHAT_REQUEST_DECODER, ChatRequest, message_text
 
 # Model names are the client's own text: bound what of them reaches the log.
 MODEL_LOG_LIMIT = 200
@@ -25,7 +25,7 @@ async def create_chat_completion(request: Request) -> Exchange:
     gateway = gateway_of(request)
     chat = await read_json(request, CHAT_REQUEST_DECODER, gateway.config.limits.max_body_bytes)
     record: AccessRecord = request.scope.get(ACCESS_KEY) or AccessRecord()
-    record.model = chat.model[:MODEL_LOG_LIMIT]
+    note_request(record, chat, gateway.log_content)
     check_supported(chat)
     plan = gateway.router.resolve(chat.model)
     answer_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -35,6 +35,17 @@ async def create_chat_completion(request: Request) -> Exchange:
 
 def openai_answer(builder: CompletionBuilder, summary: Summary) -> bytes:
     return builder.encode(summary.message_id, int(time.time()), summary.model)
+
+
+def note_request(record: AccessRecord, chat: ChatRequest, log_content: bool) -> None:
+    """What the access line says of the request: its model, and its messages only when LOG_CONTENT is on."""
+    record.model = chat.model[:MODEL_LOG_LIMIT]
+    if log_content:
+        record.content = [{"role": role_of(m), "content": message_text(m.content)} for m in chat.messages]
+
+
+def role_of(message: object) -> str:
+    return type(message).__name__.removesuffix("Message").lower()
 
 
 def check_supported(chat: ChatRequest) -> None:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 import yaml
 
+from app.auth import AuthSettings
 from providers.balancer import Cooldown
 from providers.base import Timeouts
 from providers.catalog import ProviderSpec
@@ -59,8 +60,15 @@ class Reliability(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cooldown: Cooldown = Cooldown()
 
 
+class CorsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    allow_origins: list[str] = []  # empty: CORS off
+    allow_credentials: bool = False
+
+
 class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     limits: Limits = Limits()
+    auth: AuthSettings = AuthSettings()
+    cors: CorsSettings = CorsSettings()
     http: HttpSettings = HttpSettings()
     reliability: Reliability = Reliability()
     providers: dict[str, ProviderSpec] = {}

@@ -19,8 +19,11 @@ class Gateway:
         config: GatewayConfig,
         spec: bytes,
         provider_timeouts: Mapping[str, Timeouts] | None = None,
+        *,
+        log_content: bool = False,
     ):
         self.router = router
+        self.log_content = log_content
         self.config = config
         self.spec = spec
         self.provider_timeouts = dict(provider_timeouts or {})

@@ -30,12 +30,40 @@ class StdoutSink:
         sys.stdout.flush()
 
 
-def configure_logging(level: str) -> None:
+class Redactor:
+    """Scrubs known secrets (provider and gateway keys) from every serialized log line, nested fields
+    and tracebacks included, as the last step before the line is written."""
+
+    def __init__(self) -> None:
+        self.secrets: tuple[bytes, ...] = ()
+
+    def set(self, secrets: list[str]) -> None:
+        self.secrets = tuple(s.encode() for s in sorted(set(secrets), key=len, reverse=True) if len(s) >= 4)
+
+    def bytes(self, obj: Any, **_: Any) -> bytes:
+        line = orjson.dumps(obj)
+        for secret in self.secrets:
+            if secret in line:
+                line = line.replace(secret, b"[redacted]")
+        return line
+
+    def text(self, obj: Any, **_: Any) -> str:
+        return self.bytes(obj).decode()
+
+
+REDACTOR = Redactor()
+# Tracebacks without local variables: a provider's headers (and its key) are locals somewhere.
+TRACEBACKS = structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
+
+
+def configure_logging(level: str, secrets: list[str] | None = None) -> None:
+    if secrets is not None:
+        REDACTOR.set(secrets)
     structlog.configure(
         processors=[
             *SHARED_PROCESSORS,
-            structlog.processors.dict_tracebacks,
-            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+            TRACEBACKS,
+            structlog.processors.JSONRenderer(serializer=REDACTOR.bytes),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         logger_factory=structlog.BytesLoggerFactory(StdoutSink()),  # type: ignore[arg-type]
@@ -44,8 +72,8 @@ def configure_logging(level: str) -> None:
 
 
 def json_text(obj: Any, **_: Any) -> str:
-    """orjson for stdlib logging, which wants text; module-level so that worker processes can pickle it."""
-    return orjson.dumps(obj).decode()
+    """Redacted JSON for stdlib logging, which wants text; module-level so worker processes can pickle it."""
+    return REDACTOR.text(obj)
 
 
 def uvicorn_log_config(level: str) -> dict[str, Any]:
@@ -59,7 +87,7 @@ def uvicorn_log_config(level: str) -> dict[str, Any]:
                 "foreign_pre_chain": SHARED_PROCESSORS,
                 "processors": [
                     structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.dict_tracebacks,
+                    TRACEBACKS,
                     structlog.processors.JSONRenderer(serializer=json_text),
                 ],
             }

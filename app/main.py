@@ -9,8 +9,10 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
+from app.auth import AuthMiddleware, GatewayKey, keys_from_env
 from app.config import GatewayConfig, check_providers, load_config
 from app.errors import EXCEPTION_HANDLERS
 from app.exchange import SERVER_SEND_KEY
@@ -18,6 +20,7 @@ from app.gateway import Gateway
 from app.logs import configure_logging
 from app.middleware import RequestContextMiddleware
 from app.openapi import build_routes, load_spec
+from app.ratelimit import InProcessRateLimiter, RateLimits
 from app.routes import HANDLERS
 from app.settings import Settings
 from app.shutdown import SHUTDOWN
@@ -46,10 +49,12 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
     ``providers`` replaces the built-in set, so tests can put a fake upstream behind the real pipeline.
     """
     settings = Settings.from_env()
-    configure_logging(settings.log_level)
     if config is None:
         config = load_config(settings.config_path)
     specs = {**env_specs(os.environ), **config.providers}
+    keys = [*config.auth.keys, *keys_from_env(os.environ.get("GATEWAY_API_KEYS", ""))]
+    secrets = [spec.api_key for spec in specs.values() if spec.api_key] + [key.key for key in keys]
+    configure_logging(settings.log_level, secrets)
     if providers is None:
         providers = [SimulatedProvider(), *build_providers(specs, config.http.transport)]
     check_providers(config, {p.name for p in providers} | set(HOW_TO_ENABLE))
@@ -67,13 +72,38 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
 
     app = GatewayApp(
         routes=build_routes(spec, HANDLERS),
-        middleware=[Middleware(RequestContextMiddleware)],
+        middleware=middleware(config, keys),
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     timeouts = {name: spec.timeouts for name, spec in specs.items() if spec.timeouts is not None}
-    app.state.gateway = Gateway(router, config, raw_spec, timeouts)
+    app.state.gateway = Gateway(router, config, raw_spec, timeouts, log_content=settings.log_content)
     return app
+
+
+def middleware(config: GatewayConfig, keys: list[GatewayKey]) -> list[Middleware]:
+    """CORS outermost (so preflights need no key and errors stay readable), then request ids and the
+    access log, then gateway keys and their rate limits."""
+    stack = []
+    if config.cors.allow_origins:
+        stack.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=config.cors.allow_origins,
+                allow_credentials=config.cors.allow_credentials,
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["authorization", "content-type", "x-api-key", "x-request-id"],
+                expose_headers=["x-request-id", "x-gateway-deployment", "retry-after"],
+            )
+        )
+    stack.append(Middleware(RequestContextMiddleware))
+    if keys:
+        limits = config.auth.rate_limits
+        limiter = InProcessRateLimiter(limits) if limits != RateLimits() else None
+        stack.append(
+            Middleware(AuthMiddleware, keys=keys, protect_metrics=config.auth.protect_metrics, limiter=limiter)
+        )
+    return stack
 
 
 def build_providers(specs: dict[str, ProviderSpec], transport: str) -> list[Provider]:

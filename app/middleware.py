@@ -26,6 +26,7 @@ class AccessRecord:
     __slots__ = (
         "cancelled",
         "chunks",
+        "content",
         "deployment",
         "error",
         "fallback",
@@ -59,6 +60,7 @@ class AccessRecord:
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.key_name: str | None = None  # the gateway key's name, when keys are configured
+        self.content: list[dict[str, str]] | None = None  # the request's messages, only with LOG_CONTENT=true
 
     def account(self, usage: Usage | None, finish_reason: str | None) -> None:
         self.usage, self.finish_reason = usage, finish_reason
@@ -147,4 +149,6 @@ def write_access_log(scope: Scope, record: AccessRecord) -> None:
         fields["error"] = record.error
     if record.cancelled is not None:
         fields.update(phase=record.cancelled, delivered_chunks=record.chunks)
+    if record.content is not None:
+        fields["messages"] = record.content
     log.info("request", **fields)

@@ -9,7 +9,7 @@ import msgspec
 from starlette.requests import Request
 
 from app.bodies import read_json
-from app.chat import MODEL_LOG_LIMIT, check_supported
+from app.chat import check_supported, note_request
 from app.errors import ApiError
 from app.exchange import Exchange
 from app.gateway import gateway_of
@@ -41,7 +41,7 @@ async def create_native_chat(request: Request) -> Exchange:
     stream = wants_stream(request.headers.get("accept"))
     chat = await read_json(request, CHAT_REQUEST_DECODER, gateway.config.limits.max_body_bytes)
     record: AccessRecord = request.scope.get(ACCESS_KEY) or AccessRecord()
-    record.model = chat.model[:MODEL_LOG_LIMIT]
+    note_request(record, chat, gateway.log_content)
     check_supported(chat)
     chat = msgspec.structs.replace(chat, stream=stream)
     plan = gateway.router.resolve(chat.model)

@@ -21,6 +21,7 @@ class Settings(msgspec.Struct, frozen=True):
     log_level: str = DEFAULT_LOG_LEVEL
     config_path: str | None = None
     workers: int = 1
+    log_content: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -30,6 +31,7 @@ class Settings(msgspec.Struct, frozen=True):
             log_level=parse_log_level(environ.get("LOG_LEVEL")),
             config_path=environ.get("GATEWAY_CONFIG") or None,
             workers=parse_workers(environ.get("WORKERS")),
+            log_content=environ.get("LOG_CONTENT", "").lower() in ("1", "true", "yes"),
         )
 
 

@@ -17,7 +17,7 @@ import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.bodies import invalid_field
-from app.chat import MODEL_LOG_LIMIT, check_supported
+from app.chat import check_supported, note_request
 from app.errors import ApiError, ErrorBody
 from app.exchange import Exchange
 from app.gateway import Gateway
@@ -124,7 +124,7 @@ class ChatSocket:
         record.streamed = True  # its log line carries ttft_ms and chunks, like an HTTP stream's
         try:
             chat = CHAT_REQUEST_DECODER.decode(raw)
-            record.model = chat.model[:MODEL_LOG_LIMIT]
+            note_request(record, chat, self.gateway.log_content)
             check_supported(chat)
             plan = self.gateway.router.resolve(chat.model)
         except msgspec.ValidationError as exc:
