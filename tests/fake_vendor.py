@@ -4,6 +4,7 @@ It runs raw asyncio in its own thread and loop, so the tests' loop and the gatew
 The behaviour comes from the model name the gateway forwards, as ``name:key=value,...``:
 
     ok (tokens, delay_ms, ttft_ms, headers_ms)   a normal answer, optionally slow to start
+    echo_auth                                     a 401 whose message repeats the Authorization header
     stall (tokens)                                some tokens, then silence with the connection open
     reset (tokens)                                some tokens, then a TCP reset
     truncate (tokens)                             some tokens, then a clean end without [DONE]
@@ -73,6 +74,8 @@ class Connection(asyncio.Protocol):
         length = int(head[at + 15 :].split(b"\r\n", 1)[0]) if at >= 0 else 0
         if len(self.buffer) < end + 4 + length:
             return
+        at = head.find(b"authorization:")
+        self.authorization = head[at + 14 :].split(b"\r\n", 1)[0].strip() if at >= 0 else b""
         body, self.buffer = self.buffer[end + 4 : end + 4 + length], self.buffer[end + 4 + length :]
         self.model = msgspec.json.decode(body, type=Model).model
         self.vendor.requests[self.model] += 1
@@ -88,6 +91,10 @@ class Connection(asyncio.Protocol):
 
         if name == "status" and self.vendor.requests[self.model] <= number("times", 1):
             await self.status(int(number("code", 503)), options.get("retry_after"))
+            return
+        if name == "echo_auth":  # as OpenAI does, repeating (part of) the key it refused
+            body = b'{"error":{"message":"Incorrect API key provided: %s"}}' % self.authorization
+            self.write(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
             return
         if name in HOSTILE:
             self.write(HOSTILE[name])
