@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 
 import uvicorn
 
@@ -14,6 +16,9 @@ from app.settings import Settings, SettingsError
 def main() -> int:
     try:
         settings = Settings.from_env()
+        if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Set before the workers start, so each counts into files that /metrics adds up.
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
         config = load_config(settings.config_path)  # fail before uvicorn starts, with a message
     except (SettingsError, ConfigError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)

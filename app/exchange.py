@@ -26,6 +26,7 @@ import msgspec
 import structlog
 from starlette.types import Message, Receive, Scope, Send
 
+from app import metrics
 from app.completion import CompletionBuilder
 from app.errors import REQUEST_ID_KEY, ApiError
 from app.gateway import Gateway
@@ -164,11 +165,14 @@ class Exchange:
     async def serve(self, outlet: Outlet, request_id: str) -> None:
         """Runs the exchange into ``outlet``; returns quietly when the client cancelled it."""
         self.outlet, self.request_id = outlet, request_id
+        metrics.ACTIVE.inc()
         try:
             await self.run()
         except asyncio.CancelledError:
             if not self.client_gone:
                 raise  # the server is cancelling us, not the client leaving
+        finally:
+            metrics.ACTIVE.dec()
 
     def cancel(self) -> None:
         """The client left or asked to stop: cancel the work, which closes the upstream."""

@@ -12,6 +12,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
+from app import metrics
 from app.auth import AuthMiddleware, GatewayKey, keys_from_env
 from app.config import GatewayConfig, check_providers, load_config
 from app.errors import EXCEPTION_HANDLERS
@@ -60,6 +61,7 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
     check_providers(config, {p.name for p in providers} | set(HOW_TO_ENABLE))
     disabled = {name: hint for name, hint in HOW_TO_ENABLE.items() if name not in specs}
     spec, raw_spec = load_spec()
+    metrics.ROUTES.update(spec["paths"], spec.get("x-websockets", {}))
     router = Router(providers, config.models, disabled)
 
     @asynccontextmanager
@@ -69,6 +71,7 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
             yield
         finally:
             await router.aclose()
+            metrics.mark_process_dead()
 
     app = GatewayApp(
         routes=build_routes(spec, HANDLERS),

@@ -12,6 +12,7 @@ import uuid
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import metrics
 from app.errors import REQUEST_ID_KEY
 from providers.base import Usage
 
@@ -152,3 +153,16 @@ def write_access_log(scope: Scope, record: AccessRecord) -> None:
     if record.content is not None:
         fields["messages"] = record.content
     log.info("request", **fields)
+    metrics.observe(
+        scope["path"],
+        record.status,
+        record.model,
+        record.provider,
+        record.key_name,
+        duration_ms / 1000,
+        record.ttft_ms,
+        record.usage,
+        record.error,
+        record.retries,
+        record.cancelled,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.chat import create_chat_completion
 from app.info import get_health, get_openapi_spec, list_models
+from app.metrics import get_metrics
 from app.native_chat import create_native_chat
 from app.openapi import Handler
 from app.websocket import chat_websocket
@@ -14,5 +15,6 @@ HANDLERS: dict[str, Handler] = {
     "chatWebSocket": chat_websocket,
     "listModels": list_models,
     "getHealth": get_health,
+    "getMetrics": get_metrics,
     "getOpenApiSpec": get_openapi_spec,
 }
