@@ -220,6 +220,7 @@ class Exchange:
                     if error is None or not await self.pause(error):
                         break
                     self.record.retries += 1
+                    self.record.retry_kinds.append(error.code)
                 self.record.fallback = position > 0
                 try:
                     await self.attempt(deployment)

@@ -38,7 +38,7 @@ DURATION = Histogram(
 TOKENS = Counter("gateway_tokens", "Tokens in (prompt) and out (completion)", ["direction", "provider"])
 ACTIVE = Gauge("gateway_active_streams", "Chat requests in flight", multiprocess_mode="livesum")
 UPSTREAM_ERRORS = Counter("gateway_upstream_errors", "Failures that ended a request, by kind", ["provider", "kind"])
-RETRIES = Counter("gateway_upstream_retries", "Retries of an upstream call", ["provider"])
+RETRIES = Counter("gateway_upstream_retries", "Retries of an upstream call, by what failed", ["provider", "kind"])
 CANCELLED = Counter("gateway_cancelled_streams", "Requests the client left before the end", ["route", "phase"])
 ROUTES: set[str] = set()  # filled from the spec at start-up
 
@@ -53,7 +53,7 @@ def observe(
     ttft_ms: float | None,
     usage: Usage | None,
     error: str | None,
-    retries: int,
+    retry_kinds: list[str],
     cancelled: str | None,
 ) -> None:
     route = path if path in ROUTES else "other"
@@ -67,8 +67,8 @@ def observe(
         TOKENS.labels("out", who).inc(usage.completion_tokens)
     if provider is not None and error is not None:
         UPSTREAM_ERRORS.labels(who, error).inc()
-    if retries:
-        RETRIES.labels(who).inc(retries)
+    for kind in retry_kinds:
+        RETRIES.labels(who, kind).inc()
     if cancelled is not None:
         CANCELLED.labels(route, cancelled).inc()
 

@@ -36,6 +36,7 @@ class AccessRecord:
         "model",
         "provider",
         "retries",
+        "retry_kinds",
         "start",
         "status",
         "streamed",
@@ -54,6 +55,7 @@ class AccessRecord:
         self.error: str | None = None
         self.deployment: str | None = None
         self.retries = 0
+        self.retry_kinds: list[str] = []  # why each retry happened, for metrics
         self.fallback = False
         self.cancelled: str | None = None  # the phase the client left in
         self.provider: str | None = None
@@ -163,6 +165,6 @@ def write_access_log(scope: Scope, record: AccessRecord) -> None:
         record.ttft_ms,
         record.usage,
         record.error,
-        record.retries,
+        record.retry_kinds,
         record.cancelled,
     )

@@ -23,6 +23,7 @@ from providers.base import Deployment, Timeouts
 from providers.catalog import ProviderSpec
 from providers.router import ModelConfig
 from tests.app.test_main import free_port, run_gateway, wait_until_up
+from tests.app.test_metrics import sample
 from tests.conftest import LiveServer
 from tests.fake_vendor import FakeVendor
 
@@ -366,3 +367,13 @@ async def test_a_fallback_does_not_wait_for_the_failed_deployments_retry_after(
     response = await client.post(f"{gateway({'m': alias}).url}/v1/chat/completions", json={**body(good), "model": "m"})
     assert response.status_code == 200
     assert time.monotonic() - start < 2
+
+
+async def test_retries_are_counted_by_provider_and_kind(gateway: GatewayFactory, client: httpx.AsyncClient) -> None:
+    server = gateway(retries=2)
+    model = scenario("status", code=503, times=2)
+    labels = {"kind": "upstream_unavailable", "provider": "openai"}
+    before = sample((await client.get(f"{server.url}/metrics")).text, "gateway_upstream_retries_total", **labels)
+    await client.post(f"{server.url}/v1/chat/completions", json=body(model, stream=False))
+    after = sample((await client.get(f"{server.url}/metrics")).text, "gateway_upstream_retries_total", **labels)
+    assert after - before == 2
