@@ -16,11 +16,11 @@ from app import metrics
 from app.auth import AuthMiddleware, GatewayKey, keys_from_env
 from app.config import GatewayConfig, check_providers, load_config
 from app.errors import EXCEPTION_HANDLERS
-from app.exchange import SERVER_SEND_KEY
 from app.gateway import Gateway
 from app.logs import configure_logging
 from app.middleware import RequestContextMiddleware
 from app.openapi import build_routes, load_spec
+from app.outlets import SERVER_SEND_KEY
 from app.ratelimit import InProcessRateLimiter, RateLimits
 from app.routes import HANDLERS
 from app.settings import Settings
