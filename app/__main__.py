@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 
 import uvicorn
 
-from app.config import ConfigError, load_config
+from app.config import ConfigError, GatewayConfig, load_config
 from app.logs import uvicorn_log_config
 from app.settings import Settings, SettingsError
 
@@ -16,13 +17,24 @@ from app.settings import Settings, SettingsError
 def main() -> int:
     try:
         settings = Settings.from_env()
-        if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            # Set before the workers start, so each counts into files that /metrics adds up.
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
         config = load_config(settings.config_path)  # fail before uvicorn starts, with a message
     except (SettingsError, ConfigError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
+    metrics_dir = None
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Set before the workers start, so each counts into files that /metrics adds up.
+        metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        _serve(settings, config)
+    finally:
+        if metrics_dir is not None:  # ours, so ours to remove; a user's directory is left alone
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def _serve(settings: Settings, config: GatewayConfig) -> None:
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -39,7 +51,6 @@ def main() -> int:
         loop="uvloop",
         http="httptools",
     )
-    return 0
 
 
 if __name__ == "__main__":
