@@ -125,7 +125,8 @@ def tool_calls(calls: dict[int, tuple[str, str, list[str]]]) -> list[ToolCallOut
 
 
 class NativeEncoding:
-    """What the native encoders share: the event builder, and what it learned of usage and the finish."""
+    """What the native encoders share: the event builder, what it learned of usage and the finish,
+    and the encoder interface, framed by each subclass's ``frame``."""
 
     events: NativeEvents
 
@@ -141,6 +142,23 @@ class NativeEncoding:
     def finish(self) -> FinishReason | None:
         return self.events.finish
 
+    def frame(self, name: str, payload: Any) -> bytes:
+        """One named event on the wire; the one thing the native encoders do differently."""
+        raise NotImplementedError
+
+    def opening(self) -> bytes | None:
+        return None
+
+    def encode(self, event: Event) -> bytes | None:
+        item = self.events.read(event)
+        return self.frame(*item) if item is not None else None
+
+    def end(self, summary: Summary) -> list[bytes]:
+        return [self.frame(name, payload) for name, payload in self.events.closing(summary)]
+
+    def error(self, error: ApiError, request_id: str) -> bytes:
+        return self.frame("error", {"error": error_body(error, request_id)})
+
 
 class NativeSSEEncoder(NativeEncoding):
     """Named SSE events, each with an ``id:`` line, so a client can tell where it stopped."""
@@ -153,19 +171,6 @@ class NativeSSEEncoder(NativeEncoding):
         self.next_id += 1
         return b"id: %d\nevent: %s\ndata: %s\n\n" % (self.next_id, name.encode(), ENCODER.encode(payload))
 
-    def opening(self) -> bytes | None:
-        return None
-
-    def encode(self, event: Event) -> bytes | None:
-        item = self.events.read(event)
-        return self.frame(*item) if item is not None else None
-
-    def end(self, summary: Summary) -> list[bytes]:
-        return [self.frame(name, payload) for name, payload in self.events.closing(summary)]
-
-    def error(self, error: ApiError, request_id: str) -> bytes:
-        return self.frame("error", {"error": error_body(error, request_id)})
-
 
 class WebSocketEncoder(NativeEncoding):
     """One JSON text frame per event, each naming its ``type`` and the client's ``request_id``."""
@@ -177,19 +182,6 @@ class WebSocketEncoder(NativeEncoding):
     def frame(self, name: str, payload: Any) -> bytes:
         fields = msgspec.to_builtins(payload)
         return ENCODER.encode({"type": name, "request_id": self.request_id, **fields})
-
-    def opening(self) -> bytes | None:
-        return None
-
-    def encode(self, event: Event) -> bytes | None:
-        item = self.events.read(event)
-        return self.frame(*item) if item is not None else None
-
-    def end(self, summary: Summary) -> list[bytes]:
-        return [self.frame(name, payload) for name, payload in self.events.closing(summary)]
-
-    def error(self, error: ApiError, request_id: str) -> bytes:
-        return self.frame("error", {"error": error_body(error, request_id)})
 
 
 def error_body(error: ApiError, request_id: str) -> ErrorBody:
