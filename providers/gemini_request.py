@@ -1,0 +1,200 @@
+"""Google Gemini's request body: an OpenAI-style chat request as ``generateContent`` takes it.
+
+Roles become ``user`` and ``model``; system text goes to ``systemInstruction``; images go inline;
+tool results are ``functionResponse`` parts named after the call they answer; reasoning effort
+becomes a thinking budget. The stream and the provider are in ``providers.gemini``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from msgspec import Struct
+
+from providers.messages import (
+    inline_image,
+    json_object_or_wrapped,
+    system_text,
+    tool_arguments,
+    tool_name_for,
+    tool_names,
+    turns,
+)
+from providers.request import (
+    AssistantMessage,
+    ChatRequest,
+    ImagePart,
+    Message,
+    ResponseFormatJsonObject,
+    ResponseFormatJsonSchema,
+    ToolChoiceFunction,
+    ToolMessage,
+    UserMessage,
+    message_text,
+)
+
+# Gemini 3 rejects a replayed function call without the thought signature it came with, which a
+# stateless gateway does not keep; Google documents this value for history it did not record.
+REPLAY_SIGNATURE = "skip_thought_signature_validator"
+THINKING_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768}
+
+
+class Camel(Struct, rename="camel", omit_defaults=True):
+    """Gemini's JSON is camelCase; the fields here are not."""
+
+
+class InlineData(Camel):
+    mime_type: str
+    data: str
+
+
+class FunctionCall(Camel):
+    name: str
+    args: Any
+
+
+class FunctionResponse(Camel):
+    name: str
+    response: Any
+
+
+class Part(Camel):
+    text: str | None = None
+    inline_data: InlineData | None = None
+    function_call: FunctionCall | None = None
+    function_response: FunctionResponse | None = None
+    thought_signature: str | None = None
+
+
+class Content(Camel):
+    parts: list[Part]
+    role: str | None = None
+
+
+class FunctionDeclaration(Camel):
+    name: str
+    description: str | None = None
+    parameters_json_schema: dict[str, Any] | None = None
+
+
+class GeminiTool(Camel):
+    function_declarations: list[FunctionDeclaration]
+
+
+class FunctionCallingConfig(Camel):
+    mode: str
+    allowed_function_names: list[str] | None = None
+
+
+class ToolConfig(Camel):
+    function_calling_config: FunctionCallingConfig
+
+
+class ThinkingConfig(Camel):
+    thinking_budget: int
+    include_thoughts: bool
+
+
+class GenerationConfig(Camel):
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop_sequences: list[str] | None = None
+    seed: int | None = None
+    response_mime_type: str | None = None
+    response_json_schema: dict[str, Any] | None = None
+    thinking_config: ThinkingConfig | None = None
+
+
+class GenerateBody(Camel):
+    contents: list[Content]
+    system_instruction: Content | None = None
+    tools: list[GeminiTool] | None = None
+    tool_config: ToolConfig | None = None
+    generation_config: GenerationConfig | None = None
+
+
+def generate_body(request: ChatRequest) -> GenerateBody:
+    system = system_text(request)
+    tools = request.tools
+    return GenerateBody(
+        contents=contents(turns(request), tool_names(request)),
+        system_instruction=Content([Part(text=system)]) if system else None,
+        tools=[
+            GeminiTool(
+                [FunctionDeclaration(t.function.name, t.function.description, t.function.parameters) for t in tools]
+            )
+        ]
+        if tools
+        else None,
+        tool_config=tool_config(request),
+        generation_config=generation_config(request),
+    )
+
+
+def contents(messages: list[Message], names: dict[str, str]) -> list[Content]:
+    """Turns of ``user`` and ``model``; consecutive tool results share one turn, as Gemini wants."""
+    result: list[Content] = []
+    for message in messages:
+        role = "model" if isinstance(message, AssistantMessage) else "user"
+        parts = parts_of(message, names)
+        if not parts:
+            continue
+        if result and result[-1].role == role and isinstance(message, ToolMessage):
+            result[-1].parts.extend(parts)
+        else:
+            result.append(Content(parts, role))
+    return result
+
+
+def parts_of(message: Message, names: dict[str, str]) -> list[Part]:
+    match message:
+        case UserMessage(content=str() as text):
+            return [Part(text=text)] if text else []
+        case UserMessage(content=list() as items):
+            return [image_part(item) if isinstance(item, ImagePart) else Part(text=item.text) for item in items]
+        case AssistantMessage(tool_calls=calls):
+            text = message_text(message.content)
+            called = [
+                Part(function_call=FunctionCall(c.function.name, tool_arguments(c)), thought_signature=REPLAY_SIGNATURE)
+                for c in calls or ()
+            ]
+            return ([Part(text=text)] if text else []) + called
+        case ToolMessage(tool_call_id=call_id):
+            name = tool_name_for(names, call_id, "Gemini")
+            response = json_object_or_wrapped(message_text(message.content))
+            return [Part(function_response=FunctionResponse(name, response))]
+    return []
+
+
+def image_part(part: ImagePart) -> Part:
+    mime, data = inline_image(part, "Gemini")
+    return Part(inline_data=InlineData(mime, data))
+
+
+def tool_config(request: ChatRequest) -> ToolConfig | None:
+    choice = request.tool_choice
+    if isinstance(choice, ToolChoiceFunction):
+        return ToolConfig(FunctionCallingConfig("ANY", [choice.function.name]))
+    modes = {"none": "NONE", "auto": "AUTO", "required": "ANY"}
+    return ToolConfig(FunctionCallingConfig(modes[choice])) if choice else None
+
+
+def generation_config(request: ChatRequest) -> GenerationConfig:
+    stop, budget = request.stop, THINKING_BUDGETS.get(request.reasoning_effort or "")
+    mime, schema = None, None
+    match request.response_format:
+        case ResponseFormatJsonSchema(json_schema=json_schema):
+            mime, schema = "application/json", json_schema.schema or {}
+        case ResponseFormatJsonObject():
+            mime = "application/json"
+    return GenerationConfig(
+        max_output_tokens=request.token_limit,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        stop_sequences=[stop] if isinstance(stop, str) else stop,
+        seed=request.seed,
+        response_mime_type=mime,
+        response_json_schema=schema,
+        thinking_config=None if budget is None else ThinkingConfig(budget, include_thoughts=budget > 0),
+    )
