@@ -9,6 +9,7 @@ import httpx
 
 from providers.base import Event
 from providers.http import StreamMapper
+from providers.request import CHAT_REQUEST_DECODER, ChatRequest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 AWKWARD_SIZES = (1, 2, 3, 5, 7, 13, 64, 1000)
@@ -16,6 +17,11 @@ AWKWARD_SIZES = (1, 2, 3, 5, 7, 13, 64, 1000)
 
 def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
+
+
+def decode(body: bytes) -> ChatRequest:
+    """A chat request as a client sends it, from its JSON."""
+    return CHAT_REQUEST_DECODER.decode(body)
 
 
 def run(make: Callable[[], StreamMapper], chunks: list[bytes]) -> list[Event]:

@@ -24,8 +24,7 @@ from providers.base import (
     UpstreamUnavailableError,
     Usage,
 )
-from providers.request import CHAT_REQUEST_DECODER, ChatRequest
-from tests.providers.streams import assert_same_in_any_pieces, fixture, run, streamed
+from tests.providers.streams import assert_same_in_any_pieces, decode, fixture, run, streamed
 
 URL = "https://anthropic.test/v1/messages"
 CLAUDE = Deployment("anthropic", "claude-sonnet-4-5")
@@ -33,10 +32,6 @@ CLAUDE = Deployment("anthropic", "claude-sonnet-4-5")
 
 def mapper() -> AnthropicStream:
     return AnthropicStream("anthropic")
-
-
-def decode(body: bytes) -> ChatRequest:
-    return CHAT_REQUEST_DECODER.decode(body)
 
 
 @pytest.fixture

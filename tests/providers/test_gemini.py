@@ -25,8 +25,7 @@ from providers.base import (
     Usage,
 )
 from providers.gemini import GeminiProvider, GeminiStream
-from providers.request import CHAT_REQUEST_DECODER, ChatRequest
-from tests.providers.streams import assert_same_in_any_pieces, fixture, run, streamed
+from tests.providers.streams import assert_same_in_any_pieces, decode, fixture, run, streamed
 
 BASE = "https://gemini.test/v1beta/models/gemini-2.5-flash"
 FLASH = Deployment("gemini", "gemini-2.5-flash")
@@ -41,10 +40,6 @@ TEXT_EVENTS: list[Event] = [
 
 def mapper() -> GeminiStream:
     return GeminiStream("gemini")
-
-
-def decode(body: bytes) -> ChatRequest:
-    return CHAT_REQUEST_DECODER.decode(body)
 
 
 @pytest.fixture

@@ -23,8 +23,7 @@ from providers.base import (
 )
 from providers.catalog import ollama_url
 from providers.ollama import OllamaProvider, OllamaStream
-from providers.request import CHAT_REQUEST_DECODER, ChatRequest
-from tests.providers.streams import assert_same_in_any_pieces, fixture, run, streamed
+from tests.providers.streams import assert_same_in_any_pieces, decode, fixture, run, streamed
 
 URL = "http://ollama.test:11434/api/chat"
 LLAMA = Deployment("ollama", "llama3.2")
@@ -32,10 +31,6 @@ LLAMA = Deployment("ollama", "llama3.2")
 
 def mapper() -> OllamaStream:
     return OllamaStream("ollama")
-
-
-def decode(body: bytes) -> ChatRequest:
-    return CHAT_REQUEST_DECODER.decode(body)
 
 
 @pytest.fixture
