@@ -17,6 +17,7 @@ from app.middleware import ACCESS_KEY
 from app.ratelimit import RateLimiter, RateLimits
 
 OPEN_PATHS = frozenset({"/health", "/openapi.yaml"})
+KEY_NAME_KEY = "gateway.key_name"  # in the scope: the name of the key that authenticated the request
 
 
 class GatewayKey(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -54,6 +55,7 @@ class AuthMiddleware:
         if name is None:
             await deny(scope, send, unauthorized(bool(presented_key(dict(scope["headers"])))))
             return
+        scope[KEY_NAME_KEY] = name
         record = scope.get(ACCESS_KEY)
         if record is not None:
             record.key_name = name
@@ -74,6 +76,11 @@ class AuthMiddleware:
             if hmac.compare_digest(key, presented):
                 found = name
         return found
+
+
+def owner_of(scope: Scope) -> str:
+    """Whom stored things belong to: the key's name, or everyone ("") when the gateway has no keys."""
+    return str(scope.get(KEY_NAME_KEY, ""))
 
 
 def presented_key(headers: Mapping[bytes, bytes]) -> bytes:

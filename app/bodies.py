@@ -25,6 +25,19 @@ async def read_json(request: Request, decoder: msgspec.json.Decoder[T], max_byte
     body = (await read_body(request, max_bytes)).removeprefix(UTF8_BOM)
     if not body.strip():
         raise ApiError(400, f"The request body is empty; send a JSON object. {SCHEMA_HINT}", code="invalid_json")
+    return decode_json(body, decoder)
+
+
+async def read_optional_json(request: Request, decoder: msgspec.json.Decoder[T], max_bytes: int) -> T | None:
+    """A body that may be left out: None when it is empty, else as ``read_json``."""
+    body = (await read_body(request, max_bytes)).removeprefix(UTF8_BOM)
+    if not body.strip():
+        return None
+    check_media_type(request.headers.get("content-type"))
+    return decode_json(body, decoder)
+
+
+def decode_json(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:

@@ -7,18 +7,22 @@ import uuid
 
 from starlette.requests import Request
 
+from app.auth import owner_of
 from app.bodies import read_json
 from app.chunks import ChunkEncoder
 from app.completion import CompletionBuilder
+from app.conversations.db import DatabaseError
+from app.conversations.turns import Turn, store_unavailable
 from app.errors import ApiError
 from app.exchange import Exchange
-from app.gateway import gateway_of
+from app.gateway import Gateway, gateway_of
 from app.middleware import ACCESS_KEY, AccessRecord
 from app.native import Summary
-from providers.request import CHAT_REQUEST_DECODER, ChatRequest, message_text
+from providers.request import CHAT_REQUEST_DECODER, ChatRequest, message_role, message_text
 
 # Model names are the client's own text: bound what of them reaches the log.
 MODEL_LOG_LIMIT = 200
+CONVERSATION_HEADER = "x-conversation-id"
 
 
 async def create_chat_completion(request: Request) -> Exchange:
@@ -28,9 +32,36 @@ async def create_chat_completion(request: Request) -> Exchange:
     note_request(record, chat, gateway.log_content)
     check_supported(chat)
     plan = gateway.router.resolve(chat.model)
+    conversation_id = conversation_id_of(chat, request.headers.get(CONVERSATION_HEADER))
+    chat, turn = await join_conversation(gateway, chat, conversation_id, owner_of(request.scope))
     answer_id = f"chatcmpl-{uuid.uuid4().hex}"
     encoder = ChunkEncoder(answer_id, int(time.time()), chat.model, include_usage=chat.include_usage)
-    return Exchange(gateway, chat, plan, record, answer_id, encoder, openai_answer)
+    return Exchange(gateway, chat, plan, record, answer_id, encoder, openai_answer, turn)
+
+
+def conversation_id_of(chat: ChatRequest, header: str | None) -> str | None:
+    """The body's ``conversation_id``, else the X-Conversation-Id header (a proxy may add the header)."""
+    if header is not None and not 1 <= len(header) <= 128:
+        raise ApiError(
+            400,
+            f"The X-Conversation-Id header must be 1 to 128 characters, got {len(header)}. Send a conversation's "
+            "id from POST /api/v1/conversations, or leave the header out.",
+            code="invalid_value",
+            param="X-Conversation-Id",
+        )
+    return chat.conversation_id or header or None
+
+
+async def join_conversation(
+    gateway: Gateway, chat: ChatRequest, conversation_id: str | None, owner: str
+) -> tuple[ChatRequest, Turn | None]:
+    """With a conversation: its history put into the request, and the turn that stores the answer."""
+    if conversation_id is None:
+        return chat, None
+    try:
+        return await gateway.conversations.begin(chat, conversation_id, owner)
+    except DatabaseError as exc:
+        raise store_unavailable(exc) from None
 
 
 def openai_answer(builder: CompletionBuilder, summary: Summary) -> bytes:
@@ -41,11 +72,7 @@ def note_request(record: AccessRecord, chat: ChatRequest, log_content: bool) -> 
     """What the access line says of the request: its model, and its messages only when LOG_CONTENT is on."""
     record.model = chat.model[:MODEL_LOG_LIMIT]
     if log_content:
-        record.content = [{"role": role_of(m), "content": message_text(m.content)} for m in chat.messages]
-
-
-def role_of(message: object) -> str:
-    return type(message).__name__.removesuffix("Message").lower()
+        record.content = [{"role": message_role(m), "content": message_text(m.content)} for m in chat.messages]
 
 
 def check_supported(chat: ChatRequest) -> None:

@@ -15,6 +15,7 @@ import msgspec
 import yaml
 
 from app.auth import AuthSettings
+from app.conversations.settings import ConversationSettings
 from providers.balancer import Cooldown
 from providers.base import Timeouts
 from providers.catalog import ProviderSpec
@@ -71,6 +72,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cors: CorsSettings = CorsSettings()
     http: HttpSettings = HttpSettings()
     reliability: Reliability = Reliability()
+    conversations: ConversationSettings = ConversationSettings()
     providers: dict[str, ProviderSpec] = {}
     models: dict[str, ModelConfig] = {}
 

@@ -27,6 +27,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app import metrics
 from app.completion import CompletionBuilder
+from app.conversations.turns import Outcome, Turn
 from app.errors import REQUEST_ID_KEY, ApiError
 from app.gateway import Gateway
 from app.middleware import AccessRecord
@@ -64,8 +65,10 @@ class Exchange:
         answer_id: str,
         encoder: StreamEncoder,
         whole: WholeAnswer,
+        turn: Turn | None = None,
     ):
         self.gateway, self.chat, self.plan, self.record = gateway, chat, plan, record
+        self.turn = turn  # a turn on a stored conversation, which stores the answer when it ends
         self.encoder, self.whole, self.answer_id = encoder, whole, answer_id
         self.outlet: Outlet = HttpOutlet(_never_send, _never_send)
         self.request_id = ""
@@ -102,6 +105,22 @@ class Exchange:
                 raise  # the server is cancelling us, not the client leaving
         finally:
             metrics.ACTIVE.dec()
+            if self.turn is not None:
+                self.turn.end(self.turn_outcome(), self.record.deployment, self.record.error)
+
+    def turn_outcome(self) -> Outcome | None:
+        """What a stored conversation keeps of this answer: all of it, what the client saw, or nothing.
+
+        A failure before any of a stream reached the client keeps nothing: the client saw an error
+        status and will send the same message again.
+        """
+        if self.client_gone:
+            return "cancelled"
+        if self.record.error is None and self.phase == "done":
+            return "complete"
+        if self.record.error is not None and self.chat.stream and self.first_content:
+            return "failed"
+        return None
 
     def cancel(self) -> None:
         """The client left or asked to stop: cancel the work, which closes the upstream."""
@@ -187,6 +206,8 @@ class Exchange:
         self.record.deployment = f"{deployment.provider}/{deployment.model}"
         self.record.provider, self.record.upstream_model = deployment.provider, deployment.model
         events = self.gateway.router.provider(deployment).stream(self.chat, deployment)
+        if self.turn is not None:
+            events = self.turn.capture(events)
         self.attempt_started, self.phase = time.monotonic(), "connecting"
         self.attempt_task = task = asyncio.ensure_future(
             self.relay(events) if self.chat.stream else self.collect(events)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from starlette.requests import Request
 
 from app.config import DEFAULT_TIMEOUTS, GatewayConfig
+from app.conversations.turns import Conversations
 from providers.balancer import Balancer
 from providers.base import Deployment, Timeouts
 from providers.router import Router
@@ -18,10 +19,12 @@ class Gateway:
         router: Router,
         config: GatewayConfig,
         spec: bytes,
+        conversations: Conversations,
         provider_timeouts: Mapping[str, Timeouts] | None = None,
         *,
         log_content: bool = False,
     ):
+        self.conversations = conversations
         self.router = router
         self.log_content = log_content
         self.config = config

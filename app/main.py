@@ -14,7 +14,11 @@ from starlette.types import Receive, Scope, Send
 
 from app import metrics
 from app.auth import AuthMiddleware, GatewayKey, keys_from_env
-from app.config import GatewayConfig, check_providers, load_config
+from app.config import ConfigError, GatewayConfig, check_providers, load_config
+from app.conversations.db import DatabaseError, open_database
+from app.conversations.settings import ConversationSettings
+from app.conversations.store import ConversationStore
+from app.conversations.turns import Conversations
 from app.errors import EXCEPTION_HANDLERS
 from app.gateway import Gateway
 from app.logs import configure_logging
@@ -63,13 +67,16 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
     spec, raw_spec = load_spec()
     metrics.ROUTES.update(spec["paths"], spec.get("x-websockets", {}))
     router = Router(providers, config.models, disabled)
+    conversations = build_conversations(config.conversations, settings.database_url)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         SHUTDOWN.install(asyncio.get_running_loop())
+        await conversations.ready()  # the schema is created or migrated before the first request
         try:
             yield
         finally:
+            await conversations.close()
             await router.aclose()
             metrics.mark_process_dead()
 
@@ -80,7 +87,7 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
         lifespan=lifespan,
     )
     timeouts = {name: spec.timeouts for name, spec in specs.items() if spec.timeouts is not None}
-    app.state.gateway = Gateway(router, config, raw_spec, timeouts, log_content=settings.log_content)
+    app.state.gateway = Gateway(router, config, raw_spec, conversations, timeouts, log_content=settings.log_content)
     return app
 
 
@@ -94,8 +101,8 @@ def middleware(config: GatewayConfig, keys: list[GatewayKey]) -> list[Middleware
                 CORSMiddleware,
                 allow_origins=config.cors.allow_origins,
                 allow_credentials=config.cors.allow_credentials,
-                allow_methods=["GET", "POST", "OPTIONS"],
-                allow_headers=["authorization", "content-type", "x-api-key", "x-request-id"],
+                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                allow_headers=["authorization", "content-type", "x-api-key", "x-request-id", "x-conversation-id"],
                 expose_headers=["x-request-id", "x-gateway-deployment", "retry-after"],
             )
         )
@@ -107,6 +114,15 @@ def middleware(config: GatewayConfig, keys: list[GatewayKey]) -> list[Middleware
             Middleware(AuthMiddleware, keys=keys, protect_metrics=config.auth.protect_metrics, limiter=limiter)
         )
     return stack
+
+
+def build_conversations(settings: ConversationSettings, database_url: str | None) -> Conversations:
+    """The conversation store: DATABASE_URL when set, else the config's (SQLite by default). Opened lazily."""
+    try:
+        database = open_database(database_url or settings.database_url, settings.pool_size)
+    except DatabaseError as exc:
+        raise ConfigError(str(exc)) from None
+    return Conversations(ConversationStore(database), settings)
 
 
 def build_providers(specs: dict[str, ProviderSpec], transport: str) -> list[Provider]:

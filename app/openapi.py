@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from starlette.requests import Request
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
@@ -38,15 +39,32 @@ def websockets(spec: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         yield path, item["x-handler"]
 
 
+def path_route(path: str, methods: dict[str, Handler], name: str) -> Route:
+    """One route per path, so a 405's Allow header lists every method the path takes."""
+    if len(methods) == 1:
+        ((method, handler),) = methods.items()
+        return Route(path, handler, methods=[method], name=name)
+
+    async def dispatch(request: Request) -> Any:
+        return await methods["GET" if request.method == "HEAD" else request.method](request)
+
+    return Route(path, dispatch, methods=list(methods), name=name)
+
+
 def build_routes(spec: Mapping[str, Any], handlers: Mapping[str, Handler]) -> list[BaseRoute]:
     routes: list[BaseRoute] = []
     bound = set()
+    by_path: dict[str, dict[str, Handler]] = {}
+    names: dict[str, str] = {}  # the route's name: its operationIds
     for path, method, operation_id in operations(spec):
         handler = handlers.get(operation_id)
         if handler is None:
             raise SpecError(f"openapi.yaml operation {operation_id} ({method} {path}) has no handler.")
-        routes.append(Route(path, handler, methods=[method], name=operation_id))
+        by_path.setdefault(path, {})[method] = handler
+        names[path] = f"{names[path]},{operation_id}" if path in names else operation_id
         bound.add(operation_id)
+    for path, methods in by_path.items():
+        routes.append(path_route(path, methods, names[path]))
     for path, name in websockets(spec):
         if name not in handlers:
             raise SpecError(f"openapi.yaml WebSocket {path} names handler {name}, which does not exist.")

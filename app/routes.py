@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from app.chat import create_chat_completion
+from app.conversations.api import (
+    create_conversation,
+    delete_conversation,
+    get_conversation,
+    list_conversations,
+)
 from app.info import get_health, get_openapi_spec, list_models
 from app.metrics import get_metrics
 from app.native_chat import create_native_chat
@@ -13,6 +19,10 @@ HANDLERS: dict[str, Handler] = {
     "createChatCompletion": create_chat_completion,
     "createNativeChat": create_native_chat,
     "chatWebSocket": chat_websocket,
+    "createConversation": create_conversation,
+    "listConversations": list_conversations,
+    "getConversation": get_conversation,
+    "deleteConversation": delete_conversation,
     "listModels": list_models,
     "getHealth": get_health,
     "getMetrics": get_metrics,

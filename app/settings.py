@@ -22,6 +22,7 @@ class Settings(msgspec.Struct, frozen=True):
     config_path: str | None = None
     workers: int = 1
     log_content: bool = False
+    database_url: str | None = None  # the conversation store; overrides conversations.database_url
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -32,6 +33,7 @@ class Settings(msgspec.Struct, frozen=True):
             config_path=environ.get("GATEWAY_CONFIG") or None,
             workers=parse_workers(environ.get("WORKERS")),
             log_content=environ.get("LOG_CONTENT", "").lower() in ("1", "true", "yes"),
+            database_url=environ.get("DATABASE_URL") or None,
         )
 
 

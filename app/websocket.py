@@ -16,15 +16,17 @@ import msgspec
 import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from app.auth import owner_of
 from app.bodies import invalid_field
-from app.chat import check_supported, note_request
+from app.chat import CONVERSATION_HEADER, check_supported, conversation_id_of, join_conversation, note_request
 from app.errors import ApiError, ErrorBody
 from app.exchange import Exchange
 from app.gateway import Gateway
 from app.middleware import AccessRecord, write_access_log
 from app.native import WebSocketEncoder, whole_answer
 from providers.base import ProviderError
-from providers.request import CHAT_REQUEST_DECODER
+from providers.request import CHAT_REQUEST_DECODER, ChatRequest
+from providers.router import Plan
 
 WS_SCOPE = {"method": "WS", "path": "/ws/chat"}
 ENCODER = msgspec.json.Encoder()
@@ -61,12 +63,28 @@ class WebSocketOutlet:
         raise RuntimeError("a WebSocket chat always streams")
 
 
+class InFlight:
+    """A chat on the socket: its task, and its exchange once the conversation (if any) is joined."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+        self.exchange: Exchange | None = None
+
+    def cancel(self) -> None:
+        if self.exchange is not None:
+            self.exchange.cancel()
+        elif self.task is not None:
+            self.task.cancel()
+
+
 class ChatSocket:
     def __init__(self, websocket: WebSocket, gateway: Gateway):
         self.websocket = websocket
         self.gateway = gateway
-        self.in_flight: dict[str, tuple[Exchange, asyncio.Task[None]]] = {}
+        self.in_flight: dict[str, InFlight] = {}
         self.lock = asyncio.Lock()
+        self.owner = owner_of(websocket.scope)
+        self.conversation_header = websocket.headers.get(CONVERSATION_HEADER)  # the default for its chats
 
     async def run(self) -> None:
         await self.websocket.accept()
@@ -79,9 +97,10 @@ class ChatSocket:
         except WebSocketDisconnect:
             return
         finally:
-            for exchange, _ in list(self.in_flight.values()):
-                exchange.cancel()  # closing the socket cancels everything it started
-            await asyncio.gather(*(task for _, task in self.in_flight.values()), return_exceptions=True)
+            for running in list(self.in_flight.values()):
+                running.cancel()  # closing the socket cancels everything it started
+            tasks = [running.task for running in self.in_flight.values() if running.task is not None]
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def send(self, frame: bytes) -> None:
         async with self.lock:
@@ -113,7 +132,7 @@ class ChatSocket:
             message = f"No request {request_id!r} is in flight on this socket; nothing was cancelled."
             await self.reject(request_id, ApiError(404, message, code="request_not_found", type="not_found_error"))
             return
-        running[0].cancel()
+        running.cancel()
 
     async def start(self, request_id: str, raw: str | bytes) -> None:
         if request_id in self.in_flight:
@@ -122,11 +141,13 @@ class ChatSocket:
             return
         record = AccessRecord()
         record.streamed = True  # its log line carries ttft_ms and chunks, like an HTTP stream's
+        record.key_name = self.owner or None
         try:
             chat = CHAT_REQUEST_DECODER.decode(raw)
             note_request(record, chat, self.gateway.log_content)
             check_supported(chat)
             plan = self.gateway.router.resolve(chat.model)
+            conversation_id = conversation_id_of(chat, self.conversation_header)
         except msgspec.ValidationError as exc:
             await self.reject(request_id, invalid_field(str(exc)))
             return
@@ -137,20 +158,44 @@ class ChatSocket:
             await self.reject(request_id, exc)
             return
         chat = msgspec.structs.replace(chat, stream=True)
-        exchange = Exchange(
-            self.gateway, chat, plan, record, f"msg_{uuid.uuid4().hex}", WebSocketEncoder(request_id), whole_answer
-        )
         await self.send(ENCODER.encode({"type": "status", "request_id": request_id, "status": "processing"}))
-        task = asyncio.ensure_future(self.serve(request_id, exchange, record))
-        self.in_flight[request_id] = (exchange, task)
+        running = InFlight()
+        self.in_flight[request_id] = running
+        # Joining a conversation may wait for its turn in flight: in the chat's own task, so the socket reads on.
+        running.task = asyncio.ensure_future(self.serve(request_id, chat, plan, conversation_id, record, running))
 
-    async def serve(self, request_id: str, exchange: Exchange, record: AccessRecord) -> None:
+    async def serve(
+        self,
+        request_id: str,
+        chat: ChatRequest,
+        plan: Plan,
+        conversation_id: str | None,
+        record: AccessRecord,
+        running: InFlight,
+    ) -> None:
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
+                chat, turn = await join_conversation(self.gateway, chat, conversation_id, self.owner)
+                running.exchange = exchange = Exchange(
+                    self.gateway,
+                    chat,
+                    plan,
+                    record,
+                    f"msg_{uuid.uuid4().hex}",
+                    WebSocketEncoder(request_id),
+                    whole_answer,
+                    turn,
+                )
                 await exchange.serve(WebSocketOutlet(self), request_id)
                 record.status = 499 if record.cancelled else 200
+            except ApiError as exc:
+                record.status, record.error = exc.status, exc.code
+                await self.reject(request_id, exc)
+            except asyncio.CancelledError:
+                record.status, record.cancelled = 499, "waiting_for_conversation"
             except WebSocketDisconnect:
-                record.cancelled = record.cancelled or exchange.phase
+                if running.exchange is not None:
+                    record.cancelled = record.cancelled or running.exchange.phase
             finally:
                 self.in_flight.pop(request_id, None)
                 write_access_log(WS_SCOPE, record)

@@ -176,6 +176,8 @@ class ChatRequest(Struct):
     response_format: ResponseFormat | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
     metadata: dict[str, str] | None = None
+    # The gateway's extension: a stored conversation whose history goes upstream before these messages.
+    conversation_id: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
 
     @property
     def include_usage(self) -> bool:
@@ -193,6 +195,10 @@ def message_text(content: str | list[Any] | None) -> str:
     if content is None or isinstance(content, str):
         return content or ""
     return "".join(part.text for part in content if isinstance(part, TextPart))
+
+
+def message_role(message: Message) -> str:
+    return type(message).__name__.removesuffix("Message").lower()
 
 
 def encode_whole_number(value: Any) -> Any:

@@ -6,7 +6,9 @@ In-process transports collect whole bodies, so anything about incremental delive
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -20,6 +22,9 @@ from starlette.applications import Starlette
 from app.config import GatewayConfig
 from app.main import create_app
 from providers.base import Provider
+
+# Every gateway the tests start keeps conversations in a scratch SQLite file, never in the checkout's data/.
+os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='gateway-tests-')}/conversations.db"
 
 
 def make_app(providers: Sequence[Provider] | None = None, config: GatewayConfig | None = None) -> Starlette:

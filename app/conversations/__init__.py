@@ -1,0 +1,1 @@
+"""Conversations kept by the gateway: the store, the history window, turns and their routes."""

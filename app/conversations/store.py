@@ -1,0 +1,283 @@
+"""Conversations and their messages in a database: the schema, its migrations, and every query.
+
+One conversation answers one turn at a time. A turn holds a lease on its conversation (a token and
+an expiry in the row), renewed while the gateway that holds it lives, and released when the turn's
+messages are stored; a gateway that dies mid-turn lets its leases expire. The lease lives in the
+database, so it holds across worker processes and replicas alike.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import msgspec
+import orjson
+
+from app.conversations.db import Database, DatabaseError, Queries
+
+# Each migration runs once, in order, in one transaction; the list only ever grows.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE conversations (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            title TEXT,
+            metadata TEXT NOT NULL,
+            created_us BIGINT NOT NULL,
+            updated_us BIGINT NOT NULL,
+            message_count INTEGER NOT NULL,
+            turn_token TEXT,
+            turn_expires DOUBLE PRECISION
+        )""",
+        "CREATE INDEX conversations_newest ON conversations (owner, created_us DESC, id DESC)",
+        """CREATE TABLE messages (
+            conversation_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            role TEXT NOT NULL,
+            body TEXT NOT NULL,
+            reasoning TEXT,
+            model TEXT,
+            finish_reason TEXT,
+            usage TEXT,
+            incomplete INTEGER NOT NULL,
+            error TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (conversation_id, seq)
+        )""",
+    ],
+]
+CONVERSATION_COLUMNS = "id, title, metadata, created_us, updated_us, message_count"
+MESSAGE_COLUMNS = "seq, role, body, reasoning, model, finish_reason, usage, incomplete, error, created_at"
+TITLE_LENGTH = 80  # a conversation without a title takes the start of its first user message
+
+CURSOR = re.compile(r"([0-9]{1,20})\.([A-Za-z0-9_-]{1,128})")
+LeaseOutcome = Literal["acquired", "busy", "missing"]
+
+
+class Conversation(msgspec.Struct):
+    id: str
+    title: str | None
+    metadata: dict[str, str]
+    created_us: int  # microseconds since the epoch: exact, so pages never skip or repeat a conversation
+    updated_us: int
+    message_count: int
+
+
+class StoredMessage(msgspec.Struct, omit_defaults=True):
+    """One message as kept: the OpenAI-shaped message (``body``) and what the gateway knows of it."""
+
+    seq: int
+    role: str
+    body: msgspec.Raw
+    created_at: float
+    incomplete: bool = False
+    reasoning: str | None = None
+    model: str | None = None
+    finish_reason: str | None = None
+    usage: msgspec.Raw | None = None
+    error: str | None = None
+
+
+class NewMessage(msgspec.Struct):
+    """A message to append: its role and OpenAI-shaped JSON, and for answers, how they came out."""
+
+    role: str
+    body: bytes
+    incomplete: bool = False
+    reasoning: str | None = None
+    model: str | None = None
+    finish_reason: str | None = None
+    usage: bytes | None = None
+    error: str | None = None
+
+
+class CursorError(ValueError):
+    """A pagination cursor this store did not make."""
+
+
+class ConversationStore:
+    def __init__(self, database: Database):
+        self.db = database
+
+    async def migrate(self) -> None:
+        """Create the schema, or bring it up to date; safe when several gateways start at once."""
+        async with self.db.transaction() as tx:
+            if self.db.url_for_logs.startswith("postgres"):
+                await tx.execute("SELECT pg_advisory_xact_lock(7264013)")  # one migrating replica at a time
+            await tx.execute("CREATE TABLE IF NOT EXISTS gateway_schema (version INTEGER NOT NULL)")
+            rows = await tx.fetch("SELECT version FROM gateway_schema")
+            version = rows[0][0] if rows else 0
+            for statements in MIGRATIONS[version:]:
+                for statement in statements:
+                    await tx.execute(statement)
+            if not rows:
+                await tx.execute("INSERT INTO gateway_schema (version) VALUES (?)", len(MIGRATIONS))
+            else:
+                await tx.execute("UPDATE gateway_schema SET version = ?", len(MIGRATIONS))
+
+    async def create(self, conversation: Conversation, owner: str) -> None:
+        await self.db.execute(
+            f"INSERT INTO conversations ({CONVERSATION_COLUMNS}, owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            conversation.id,
+            conversation.title,
+            orjson.dumps(conversation.metadata).decode(),
+            conversation.created_us,
+            conversation.updated_us,
+            conversation.message_count,
+            owner,
+        )
+
+    async def get(self, conversation_id: str, owner: str) -> Conversation | None:
+        rows = await self.db.fetch(
+            f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND owner = ?", conversation_id, owner
+        )
+        return conversation_of(rows[0]) if rows else None
+
+    async def newest(self, owner: str, limit: int, cursor: str | None) -> tuple[list[Conversation], str | None]:
+        """A page of the owner's conversations, newest first, and the cursor for the next page (None at the end)."""
+        where, args = "owner = ?", list[Any]([owner])
+        if cursor is not None:
+            created_us, last_id = decode_cursor(cursor)
+            where += " AND (created_us < ? OR (created_us = ? AND id < ?))"
+            args += [created_us, created_us, last_id]
+        rows = await self.db.fetch(
+            f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE {where} ORDER BY created_us DESC, id DESC LIMIT ?",
+            *args,
+            limit + 1,
+        )
+        page = [conversation_of(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return page, f"{page[-1].created_us}.{page[-1].id}" if more else None
+
+    async def messages(self, conversation_id: str, after: int, limit: int) -> list[StoredMessage]:
+        """Messages in order, from the one after ``after`` (a seq; -1 for the first)."""
+        rows = await self.db.fetch(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            conversation_id,
+            after,
+            limit,
+        )
+        return [message_of(row) for row in rows]
+
+    async def recent(self, conversation_id: str, limit: int) -> list[StoredMessage]:
+        """The last ``limit`` messages, oldest first."""
+        if limit <= 0:
+            return []
+        rows = await self.db.fetch(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?",
+            conversation_id,
+            limit,
+        )
+        return [message_of(row) for row in reversed(rows)]
+
+    async def delete(self, conversation_id: str, owner: str) -> bool:
+        async with self.db.transaction() as tx:
+            if not await tx.execute("DELETE FROM conversations WHERE id = ? AND owner = ?", conversation_id, owner):
+                return False
+            await tx.execute("DELETE FROM messages WHERE conversation_id = ?", conversation_id)
+            return True
+
+    async def lease(self, conversation_id: str, owner: str, token: str, now: float, ttl: float) -> LeaseOutcome:
+        """Take the conversation for one turn, unless another turn holds it (and its lease has not expired)."""
+        taken = await self.db.execute(
+            "UPDATE conversations SET turn_token = ?, turn_expires = ? "
+            "WHERE id = ? AND owner = ? AND (turn_token IS NULL OR turn_expires < ?)",
+            token,
+            now + ttl,
+            conversation_id,
+            owner,
+            now,
+        )
+        if taken:
+            return "acquired"
+        exists = await self.db.fetch("SELECT 1 FROM conversations WHERE id = ? AND owner = ?", conversation_id, owner)
+        return "busy" if exists else "missing"
+
+    async def renew(self, token_prefix: str, expires: float) -> int:
+        """Extend every lease whose token starts with ``token_prefix`` (all of one gateway process's turns)."""
+        return await self.db.execute(
+            "UPDATE conversations SET turn_expires = ? WHERE turn_token LIKE ?", expires, token_prefix + "%"
+        )
+
+    async def release(self, conversation_id: str, token: str) -> None:
+        await self.db.execute(
+            "UPDATE conversations SET turn_token = NULL, turn_expires = NULL WHERE id = ? AND turn_token = ?",
+            conversation_id,
+            token,
+        )
+
+    async def append(
+        self, conversation_id: str, token: str, messages: list[NewMessage], now: float, title: str | None
+    ) -> bool:
+        """Store a turn's messages and release its lease, together. False when the conversation is gone."""
+        async with self.db.transaction() as tx:
+            # The update numbers the messages and, in PostgreSQL, locks the row until the transaction ends.
+            rows = await tx.fetch(
+                "UPDATE conversations SET message_count = message_count + ?, updated_us = ?, "
+                "title = COALESCE(title, ?), "
+                "turn_expires = CASE WHEN turn_token = ? THEN NULL ELSE turn_expires END, "
+                "turn_token = CASE WHEN turn_token = ? THEN NULL ELSE turn_token END "
+                "WHERE id = ? RETURNING message_count",
+                len(messages),
+                int(now * 1_000_000),
+                title[:TITLE_LENGTH] if title else None,
+                token,
+                token,
+                conversation_id,
+            )
+            if not rows:
+                return False  # deleted while the turn ran
+            first = rows[0][0] - len(messages)
+            for seq, message in enumerate(messages, start=first):
+                await insert_message(tx, conversation_id, seq, message, now)
+            return True
+
+
+async def insert_message(tx: Queries, conversation_id: str, seq: int, message: NewMessage, now: float) -> None:
+    await tx.execute(
+        f"INSERT INTO messages (conversation_id, {MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        conversation_id,
+        seq,
+        message.role,
+        message.body.decode(),
+        message.reasoning,
+        message.model,
+        message.finish_reason,
+        message.usage.decode() if message.usage is not None else None,
+        int(message.incomplete),
+        message.error,
+        now,
+    )
+
+
+def conversation_of(row: tuple[Any, ...]) -> Conversation:
+    id_, title, metadata, created_us, updated_us, count = row
+    return Conversation(id_, title, orjson.loads(metadata), created_us, updated_us, count)
+
+
+def message_of(row: tuple[Any, ...]) -> StoredMessage:
+    seq, role, body, reasoning, model, finish, usage, incomplete, error, created_at = row
+    return StoredMessage(
+        seq,
+        role,
+        msgspec.Raw(body.encode()),
+        created_at,
+        bool(incomplete),
+        reasoning,
+        model,
+        finish,
+        msgspec.Raw(usage.encode()) if usage is not None else None,
+        error,
+    )
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """``<created_us>.<id>``, as ``newest`` makes it; openapi.yaml gives its pattern."""
+    match = CURSOR.fullmatch(cursor)
+    if match is None:
+        raise CursorError(cursor)
+    return int(match.group(1)), match.group(2)
+
+
+__all__ = ["DatabaseError"]

@@ -1,0 +1,265 @@
+"""A turn on a stored conversation: take the conversation, send its history upstream, store the answer.
+
+- Before the upstream call: wait for any turn in flight on the same conversation (up to
+  ``turn_wait_seconds``, then a 409), then load the window of history and place it after the
+  request's system messages.
+- While the answer streams: the events pass through ``Turn.capture``, which only appends them to a
+  builder; requests without a conversation do not pass through it at all.
+- After the answer: the new messages and the answer are stored, and the conversation released, in a
+  task of their own, so the client's stream ends without waiting for the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncGenerator, Coroutine
+from typing import Any, Literal
+
+import msgspec
+import structlog
+
+from app.completion import CompletionBuilder
+from app.conversations.db import DatabaseError
+from app.conversations.history import replayable, window
+from app.conversations.settings import ConversationSettings
+from app.conversations.store import ConversationStore, NewMessage
+from app.errors import ApiError
+from app.native import NativeUsage
+from providers.base import Event
+from providers.request import (
+    JSON_ENCODER,
+    AssistantMessage,
+    ChatRequest,
+    DeveloperMessage,
+    FunctionCall,
+    Message,
+    SystemMessage,
+    ToolCall,
+    UserMessage,
+    message_role,
+    message_text,
+)
+
+LEASE_SECONDS = 60.0  # a turn's hold on its conversation, renewed every third of it while the gateway lives
+STORE_RETRY_DELAYS = (0.1, 0.5, 2.0)
+Outcome = Literal["complete", "cancelled", "failed"]
+log = structlog.get_logger("gateway.conversations")
+
+
+class Conversations:
+    def __init__(self, store: ConversationStore, settings: ConversationSettings):
+        self.store = store
+        self.settings = settings
+        self.instance = uuid.uuid4().hex[:16]  # this process's lease tokens start with it
+        self.opening: asyncio.Task[None] | None = None
+        self.pending: set[asyncio.Task[None]] = set()  # turns being stored
+        self.released: dict[str, asyncio.Event] = {}  # wakes this process's waiters for a conversation
+        self.held = 0
+        self.renewer: asyncio.Task[None] | None = None
+
+    async def ready(self) -> None:
+        """Open the database and bring its schema up to date, once; start-up does it, else the first use."""
+        if self.opening is None:
+            self.opening = asyncio.ensure_future(self.open())
+        await asyncio.shield(self.opening)
+
+    async def open(self) -> None:
+        await self.store.db.open()
+        await self.store.migrate()
+
+    async def close(self) -> None:
+        """Store what is pending, then close the database."""
+        if self.pending:
+            await asyncio.wait(self.pending, timeout=10)
+        if self.renewer is not None:
+            self.renewer.cancel()
+        if self.opening is not None:
+            self.opening = None
+            await self.store.db.close()
+
+    async def begin(self, chat: ChatRequest, conversation_id: str, owner: str) -> tuple[ChatRequest, Turn]:
+        """The request with the conversation's history in it, and the turn that will store the answer."""
+        await self.ready()
+        token = f"{self.instance}/{uuid.uuid4().hex}"
+        await self.take(conversation_id, owner, token)
+        try:
+            system, new = split_system(chat.messages)
+            max_messages, max_tokens = self.settings.limits_for(chat.model)
+            stored = await self.store.recent(conversation_id, max_messages)
+            history = window(replayable(stored), [*system, *new], max_messages, max_tokens)
+        except BaseException:
+            self.spawn(self.release(conversation_id, token))
+            raise
+        chat = msgspec.structs.replace(chat, messages=[*system, *history, *new])
+        return chat, Turn(self, conversation_id, token, new)
+
+    async def take(self, conversation_id: str, owner: str, token: str) -> None:
+        """Lease the conversation, waiting for a turn in flight; a 404 when it is not the owner's."""
+        deadline = time.monotonic() + self.settings.turn_wait_seconds
+        delay = 0.02
+        while True:
+            outcome = await self.store.lease(conversation_id, owner, token, time.time(), LEASE_SECONDS)
+            if outcome == "acquired":
+                self.held += 1
+                if self.renewer is None or self.renewer.done():
+                    self.renewer = asyncio.ensure_future(self.renew())
+                return
+            if outcome == "missing":
+                raise conversation_not_found(conversation_id)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise conversation_busy(conversation_id, self.settings.turn_wait_seconds)
+            # Turns on this process wake us when they end; turns on other replicas are polled for.
+            event = self.released.setdefault(conversation_id, asyncio.Event())
+            try:
+                await asyncio.wait_for(event.wait(), min(delay, remaining))
+            except TimeoutError:
+                delay = min(delay * 2, 0.5)
+
+    async def renew(self) -> None:
+        """Keep this process's leases alive while it holds any."""
+        while self.held > 0:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            try:
+                await self.store.renew(f"{self.instance}/", time.time() + LEASE_SECONDS)
+            except DatabaseError as exc:
+                log.warning("conversation_lease_renewal_failed", error=str(exc))
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    def freed(self, conversation_id: str) -> None:
+        self.held -= 1
+        event = self.released.pop(conversation_id, None)
+        if event is not None:
+            event.set()
+
+    async def release(self, conversation_id: str, token: str) -> None:
+        try:
+            await self.store.release(conversation_id, token)
+        except DatabaseError as exc:  # the lease then expires on its own
+            log.error("conversation_release_failed", conversation_id=conversation_id, error=str(exc))
+        finally:
+            self.freed(conversation_id)
+
+    async def save(self, conversation_id: str, token: str, messages: list[NewMessage], title: str | None) -> None:
+        """Append a turn's messages, retrying a failing database a few times before giving up loudly."""
+        try:
+            for delay in (*STORE_RETRY_DELAYS, None):
+                try:
+                    if not await self.store.append(conversation_id, token, messages, time.time(), title):
+                        log.info("conversation_gone", conversation_id=conversation_id)
+                    return
+                except DatabaseError as exc:
+                    if delay is None:
+                        log.error("conversation_store_failed", conversation_id=conversation_id, error=str(exc))
+                        return
+                    await asyncio.sleep(delay)
+        finally:
+            self.freed(conversation_id)
+
+
+class Turn:
+    """One request's turn: what it adds to the conversation, and the answer as it streams."""
+
+    def __init__(self, conversations: Conversations, conversation_id: str, token: str, new: list[Message]):
+        self.conversations = conversations
+        self.conversation_id = conversation_id
+        self.token = token
+        self.new = new
+        self.builder = CompletionBuilder()
+        self.ended = False
+
+    async def capture(self, events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
+        """The events unchanged, each added to this attempt's answer."""
+        self.builder = builder = CompletionBuilder()
+        add = builder.add
+        try:
+            async for event in events:
+                add(event)
+                yield event
+        finally:
+            await events.aclose()
+
+    def end(self, outcome: Outcome | None, model: str | None, error: str | None) -> None:
+        """Store the turn (None: the turn did not happen, so only release the conversation)."""
+        if self.ended:
+            return
+        self.ended = True
+        conversations = self.conversations
+        if outcome is None:
+            conversations.spawn(conversations.release(self.conversation_id, self.token))
+            return
+        messages = [NewMessage(message_role(m), JSON_ENCODER.encode(m)) for m in self.new]
+        messages.append(answer(self.builder, outcome, model, error))
+        conversations.spawn(conversations.save(self.conversation_id, self.token, messages, self.title()))
+
+    def title(self) -> str | None:
+        """The first user message, as the title of a conversation that has none yet."""
+        for message in self.new:
+            if isinstance(message, UserMessage):
+                return " ".join(message_text(message.content).split()) or None
+        return None
+
+
+def answer(builder: CompletionBuilder, outcome: Outcome, model: str | None, error: str | None) -> NewMessage:
+    calls = [
+        ToolCall(call_id, FunctionCall(name, "".join(arguments)))
+        for call_id, name, arguments in (builder.tool_calls[i] for i in sorted(builder.tool_calls))
+    ]
+    message = AssistantMessage(content="".join(builder.text) or None, tool_calls=calls or None)
+    return NewMessage(
+        "assistant",
+        JSON_ENCODER.encode(message),
+        incomplete=outcome != "complete",
+        reasoning="".join(builder.reasoning) or None,
+        model=model,
+        finish_reason=builder.finish if outcome == "complete" else None,
+        usage=JSON_ENCODER.encode(NativeUsage.of(builder.usage)),
+        error=error if outcome == "failed" else "cancelled" if outcome == "cancelled" else None,
+    )
+
+
+def split_system(messages: list[Message]) -> tuple[list[Message], list[Message]]:
+    """The request's leading system and developer messages, and the rest: the turn's new messages."""
+    count = 0
+    while count < len(messages) and isinstance(messages[count], SystemMessage | DeveloperMessage):
+        count += 1
+    return messages[:count], messages[count:]
+
+
+def conversation_not_found(conversation_id: str) -> ApiError:
+    return ApiError(
+        404,
+        f"No conversation {conversation_id[:128]!r} exists for this key. Create one with "
+        "POST /api/v1/conversations, or list yours with GET /api/v1/conversations.",
+        code="conversation_not_found",
+        type="not_found_error",
+        param="conversation_id",
+    )
+
+
+def conversation_busy(conversation_id: str, waited: float) -> ApiError:
+    return ApiError(
+        409,
+        f"Conversation {conversation_id!r} is still answering another turn after {waited:g} s of waiting; "
+        "a conversation answers one turn at a time. Retry when that turn has finished.",
+        code="conversation_busy",
+        param="conversation_id",
+        headers={"Retry-After": "1"},
+    )
+
+
+def store_unavailable(exc: DatabaseError) -> ApiError:
+    return ApiError(
+        503,
+        f"The gateway's conversation store is unavailable ({exc}). Retry shortly; requests without a "
+        "conversation_id are not affected.",
+        code="conversation_store_unavailable",
+        type="server_error",
+        headers={"Retry-After": "1"},
+    )
