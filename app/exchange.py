@@ -243,6 +243,8 @@ class Exchange:
             if not encoder.finished:
                 raise StreamTruncatedError
             self.record.account(encoder.usage, encoder.finish)
+            if self.turn is not None:
+                await self.turn.finish("complete", self.record.deployment, None)
             await self.outlet.close(encoder.end(self.summary()))
             self.phase = "done"
         finally:
@@ -262,6 +264,8 @@ class Exchange:
         if builder.finish is None:
             raise StreamTruncatedError
         self.record.account(builder.usage, builder.finish)
+        if self.turn is not None:
+            await self.turn.finish("complete", self.record.deployment, None)
         headers = [(b"content-type", b"application/json"), *self.deployment_header()]
         await self.outlet.respond(200, headers, self.whole(builder, self.summary()))
         self.phase = "done"
@@ -300,6 +304,8 @@ class Exchange:
     async def fail(self, error: ApiError) -> None:
         """Before the status is committed, an error response with its own status; after, an error event."""
         self.record.error = error.code
+        if self.turn is not None and not self.client_gone:
+            await self.turn.finish(self.turn_outcome(), self.record.deployment, error.code)
         if not self.outlet.committed:
             headers = [(b"content-type", b"application/json")]
             headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]

@@ -69,13 +69,13 @@ class StoredMessage(msgspec.Struct, omit_defaults=True):
 
     seq: int
     role: str
-    body: msgspec.Raw
+    body: bytes
     created_at: float
     incomplete: bool = False
     reasoning: str | None = None
     model: str | None = None
     finish_reason: str | None = None
-    usage: msgspec.Raw | None = None
+    usage: bytes | None = None
     error: str | None = None
 
 
@@ -261,13 +261,13 @@ def message_of(row: tuple[Any, ...]) -> StoredMessage:
     return StoredMessage(
         seq,
         role,
-        msgspec.Raw(body.encode()),
+        body.encode(),
         created_at,
         bool(incomplete),
         reasoning,
         model,
         finish,
-        msgspec.Raw(usage.encode()) if usage is not None else None,
+        usage.encode() if usage is not None else None,
         error,
     )
 

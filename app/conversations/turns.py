@@ -127,10 +127,11 @@ class Conversations:
             except DatabaseError as exc:
                 log.warning("conversation_lease_renewal_failed", error=str(exc))
 
-    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(work)
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
+        return task
 
     def freed(self, conversation_id: str) -> None:
         self.held -= 1
@@ -185,18 +186,26 @@ class Turn:
         finally:
             await events.aclose()
 
-    def end(self, outcome: Outcome | None, model: str | None, error: str | None) -> None:
-        """Store the turn (None: the turn did not happen, so only release the conversation)."""
+    async def finish(self, outcome: Outcome | None, model: str | None, error: str | None) -> None:
+        """Store the turn before the client hears the end of the answer, so what it reads next includes it.
+
+        The store runs in its own task: a client that leaves meanwhile does not interrupt it.
+        """
+        task = self.end(outcome, model, error)
+        if task is not None:
+            await asyncio.shield(task)
+
+    def end(self, outcome: Outcome | None, model: str | None, error: str | None) -> asyncio.Task[None] | None:
+        """Store the turn in the background (None: the turn did not happen, so only release the conversation)."""
         if self.ended:
-            return
+            return None
         self.ended = True
         conversations = self.conversations
         if outcome is None:
-            conversations.spawn(conversations.release(self.conversation_id, self.token))
-            return
+            return conversations.spawn(conversations.release(self.conversation_id, self.token))
         messages = [NewMessage(message_role(m), JSON_ENCODER.encode(m)) for m in self.new]
         messages.append(answer(self.builder, outcome, model, error))
-        conversations.spawn(conversations.save(self.conversation_id, self.token, messages, self.title()))
+        return conversations.spawn(conversations.save(self.conversation_id, self.token, messages, self.title()))
 
     def title(self) -> str | None:
         """The first user message, as the title of a conversation that has none yet."""
