@@ -23,15 +23,6 @@ from app.config import GatewayConfig
 from app.main import create_app
 from providers.base import Provider
 
-# Why PostgreSQL went untested, when it did: repeated at the end of the run where nobody can miss it.
-POSTGRES_MISSING: set[str] = set()
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    for reason in sorted(POSTGRES_MISSING):
-        terminalreporter.write_sep("!", reason, red=True, bold=True)
-
-
 # Every gateway the tests start keeps conversations in a scratch SQLite file, never in the checkout's data/.
 os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='gateway-tests-')}/conversations.db"
 

@@ -79,6 +79,7 @@ class Connection(asyncio.Protocol):
         body, self.buffer = self.buffer[end + 4 : end + 4 + length], self.buffer[end + 4 + length :]
         self.model = msgspec.json.decode(body, type=Model).model
         self.vendor.requests[self.model] += 1
+        self.vendor.bodies[self.model].append(body)
         self.task = asyncio.ensure_future(self.answer(*parse(self.model)))
 
     def write(self, data: bytes) -> None:
@@ -152,6 +153,7 @@ class FakeVendor:
 
     def __init__(self) -> None:
         self.requests: defaultdict[str, int] = defaultdict(int)
+        self.bodies: defaultdict[str, list[bytes]] = defaultdict(list)  # each request's JSON, by model
         self.closed: defaultdict[str, list[float]] = defaultdict(list)
         self.open: set[asyncio.Transport] = set()
         self.loop = asyncio.new_event_loop()

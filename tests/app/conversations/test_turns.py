@@ -6,14 +6,28 @@ import asyncio
 
 import httpx
 import msgspec
+import orjson
 import pytest
+import respx
 from starlette.testclient import TestClient
 
 from app.auth import AuthSettings, GatewayKey
+from app.config import GatewayConfig, HttpSettings
 from app.conversations.settings import ConversationSettings, HistoryLimits
+from app.main import create_app
 from providers.base import Event, Finish, Start, ToolCallDelta, ToolCallStart, Usage
-from tests.app.conversations.helpers import RecordingProvider, ask, gateway_app, new_conversation, serving, stored
+from providers.catalog import ProviderSpec
+from tests.app.conversations.helpers import (
+    NO_RETRIES,
+    RecordingProvider,
+    ask,
+    gateway_app,
+    new_conversation,
+    serving,
+    stored,
+)
 from tests.fakes import ScriptedProvider
+from tests.providers.streams import fixture, streamed
 
 
 async def test_three_turns_send_the_whole_history_upstream(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -323,3 +337,48 @@ async def test_requests_without_a_conversation_never_open_the_store(
         body = {"model": "rec/m", "messages": [{"role": "user", "content": "x"}]}
         assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
     assert not (httpx.URL(f"file://{tmp_path}").path and __import__("pathlib").Path(f"{tmp_path}/never").exists())
+
+
+@pytest.mark.parametrize(
+    ("model", "url", "stream_fixture", "history_key"),
+    [
+        ("anthropic/claude-sonnet-4-5", "https://anthropic.test/v1/messages", "anthropic_thinking.sse", "messages"),
+        (
+            "gemini/gemini-2.5-flash",
+            "https://gemini.test/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+            "gemini_text.sse",
+            "contents",
+        ),
+        ("ollama/llama3.2", "http://ollama.test:11434/api/chat", "ollama_text.ndjson", "messages"),
+    ],
+)
+async def test_history_reaches_each_vendor_in_its_own_dialect(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, model: str, url: str, stream_fixture: str, history_key: str
+) -> None:
+    config = GatewayConfig(
+        reliability=NO_RETRIES,
+        http=HttpSettings(transport="httpx"),  # respx fakes httpx's own transport
+        providers={
+            "anthropic": ProviderSpec("anthropic", "https://anthropic.test", "sk-ant-secret"),
+            "gemini": ProviderSpec("gemini", "https://gemini.test", "AIza-secret"),
+            "ollama": ProviderSpec("ollama", "http://ollama.test:11434"),
+        },
+    )
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    content_type = "application/x-ndjson" if stream_fixture.endswith("ndjson") else "text/event-stream"
+    with respx.mock(assert_all_mocked=True) as mock:
+        route = mock.post(url).mock(side_effect=streamed(fixture(stream_fixture), content_type=content_type))
+        async with serving(create_app(config)) as client:
+            conversation = await new_conversation(client)
+            system = {"role": "system", "content": "be brief"}
+            for text in ("first", "second"):
+                body = {"model": model, "stream": True, "conversation_id": conversation}
+                body["messages"] = [system, {"role": "user", "content": text}]
+                assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
+            answer = (await stored(client, conversation))[1]["content"]
+    sent = orjson.loads(route.calls[-1].request.content)
+    history = [entry for entry in sent[history_key] if entry.get("role") != "system"]
+    assert len(history) == 3  # first, its answer, second; the system prompt goes where the vendor wants it
+    assert answer
+    assert orjson.dumps(history).count(answer.encode()[:10]) == 1
+    assert b"be brief" in route.calls[-1].request.content
