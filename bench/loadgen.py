@@ -109,9 +109,17 @@ def request_bytes(host: str, port: int, body: bytes) -> bytes:
 
 
 async def run_block(
-    host: str, port: int, payload: bytes, clients: int, streams_each: int, stream_timeout: float, spread: float = 0.0
+    host: str,
+    port: int,
+    payload: bytes | list[bytes],
+    clients: int,
+    streams_each: int,
+    stream_timeout: float,
+    spread: float = 0.0,
 ) -> list[Result]:
     """``clients`` connections, opened first, then each sending ``streams_each`` streams in turn.
+
+    ``payload`` is one request for every client, or one per client (each its own conversation, say).
 
     Client starts are spread evenly over ``spread`` seconds (one stream's length), so that the
     concurrency holds steady instead of arriving as one burst of simultaneous requests.
@@ -120,13 +128,16 @@ async def run_block(
     connections = await asyncio.gather(*(loop.create_connection(Client, host, port) for _ in range(clients)))
     go = asyncio.Event()
 
-    async def client_loop(client: Client, delay: float) -> list[Result]:
+    payloads = payload if isinstance(payload, list) else [payload] * clients
+
+    async def client_loop(client: Client, delay: float, own: bytes) -> list[Result]:
         await go.wait()
         await asyncio.sleep(delay)
-        return [await client.request(payload, stream_timeout) for _ in range(streams_each)]
+        return [await client.request(own, stream_timeout) for _ in range(streams_each)]
 
     tasks = [
-        asyncio.create_task(client_loop(protocol, spread * i / clients)) for i, (_, protocol) in enumerate(connections)
+        asyncio.create_task(client_loop(protocol, spread * i / clients, payloads[i]))
+        for i, (_, protocol) in enumerate(connections)
     ]
     go.set()
     results = [result for batch in await asyncio.gather(*tasks) for result in batch]

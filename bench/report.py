@@ -8,6 +8,7 @@ import json
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.loadgen import Result
 
@@ -25,6 +26,7 @@ class Level:
     direct: list[Block] = field(default_factory=list)
     gateway: list[Block] = field(default_factory=list)
     bare: list[Block] = field(default_factory=list)  # the bare-relay floor, when measured
+    conversation: list[Block] = field(default_factory=list)  # through the gateway, each client on a conversation
     peak_rss_mb: float = 0.0
 
 
@@ -47,6 +49,9 @@ class Summary:
     peak_rss_mb: float
     bare_added_ttft_p50_ms: float | None = None
     bare_added_ttft_p99_ms: float | None = None
+    conversation_added_ttft_p50_ms: float | None = None
+    conversation_added_ttft_p99_ms: float | None = None
+    errors_conversation: int | None = None
 
     def line(self) -> str:
         g = self.gateway_ttft_ms
@@ -59,6 +64,12 @@ class Summary:
             + (
                 f"   bare relay: {self.bare_added_ttft_p50_ms:+.2f} / {self.bare_added_ttft_p99_ms:+.2f}"
                 if self.bare_added_ttft_p50_ms is not None and self.bare_added_ttft_p99_ms is not None
+                else ""
+            )
+            + (
+                f"   with conversation_id: {self.conversation_added_ttft_p50_ms:+.2f} / "
+                f"{self.conversation_added_ttft_p99_ms:+.2f}, {self.errors_conversation} errors"
+                if self.conversation_added_ttft_p50_ms is not None and self.conversation_added_ttft_p99_ms is not None
                 else ""
             )
         )
@@ -118,7 +129,20 @@ def summarize(level: Level, tokens: int) -> Summary:
         peak_rss_mb=level.peak_rss_mb,
         bare_added_ttft_p50_ms=percentile(ttfts(level.bare), 50) - percentile(direct, 50) if level.bare else None,
         bare_added_ttft_p99_ms=percentile(ttfts(level.bare), 99) - percentile(direct, 99) if level.bare else None,
+        **conversation_fields(level, direct),
     )
+
+
+def conversation_fields(level: Level, direct: list[float]) -> dict[str, Any]:
+    """The row with a conversation_id, when measured: its added TTFT against the same direct path."""
+    if not level.conversation:
+        return {}
+    with_conversation = ttfts(level.conversation)
+    return {
+        "conversation_added_ttft_p50_ms": percentile(with_conversation, 50) - percentile(direct, 50),
+        "conversation_added_ttft_p99_ms": percentile(with_conversation, 99) - percentile(direct, 99),
+        "errors_conversation": sum(not r.ok for b in level.conversation for r in b.results),
+    }
 
 
 def write_outputs(args: argparse.Namespace, levels: list[Level]) -> None:

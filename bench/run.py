@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import uvloop
 
 from bench.loadgen import Result, request_bytes, run_block
@@ -85,6 +86,7 @@ async def measure(
     direct = request_bytes(HOST, upstream_port, BODY)
     through = request_bytes(HOST, gateway_port, BODY)
     await run_block(HOST, gateway_port, through, 4, 2, args.timeout)  # warm-up: imports, pools
+    await conversation_payloads(gateway_port, 4)  # warm-up: the store's connection and schema
     spread = (args.ttft_ms + args.tokens * args.delay_ms) / 1000  # one stream's length
     levels = []
     for concurrency in args.levels:
@@ -100,13 +102,26 @@ async def measure(
             block = await timed(through, gateway_port, concurrency, each, args.timeout, spread)
             block.cpu_seconds = cpu_seconds(pids) - before
             level.gateway.append(block)
+            if concurrency in args.conversation_levels:
+                payloads = await conversation_payloads(gateway_port, concurrency)
+                level.conversation.append(await timed(payloads, gateway_port, concurrency, each, args.timeout, spread))
         level.peak_rss_mb = peak_rss_mb(process_tree(gateway_pid))
         levels.append(level)
         print(summarize(level, args.tokens).line(), flush=True)
     return levels
 
 
-async def timed(payload: bytes, port: int, concurrency: int, each: int, stream_timeout: float, spread: float) -> Block:
+async def conversation_payloads(port: int, clients: int) -> list[bytes]:
+    """A new conversation per client (made before the timed block), and the request that continues it."""
+    async with httpx.AsyncClient(base_url=f"http://{HOST}:{port}") as client:
+        created = [await client.post("/api/v1/conversations") for _ in range(clients)]
+    ids = [response.raise_for_status().json()["id"] for response in created]
+    return [request_bytes(HOST, port, BODY[:-1] + b',"conversation_id":"%s"}' % i.encode()) for i in ids]
+
+
+async def timed(
+    payload: bytes | list[bytes], port: int, concurrency: int, each: int, stream_timeout: float, spread: float
+) -> Block:
     start = time.perf_counter()
     results: list[Result] = await run_block(HOST, port, payload, concurrency, each, stream_timeout, spread)
     return Block(results, time.perf_counter() - start)
@@ -138,6 +153,7 @@ def start_processes(
         "GATEWAY_CONFIG": str(config),
         "OPENAI_API_KEY": "bench",
         "OPENAI_BASE_URL": f"http://{HOST}:{upstream_port}/v1",
+        "DATABASE_URL": args.database_url or f"sqlite:///{workdir}/conversations.db",
     }
     log = (workdir / "gateway.log").open("wb")
     gateway = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -158,6 +174,14 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=120, help="seconds one stream may take")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--bare-relay", action="store_true", help="also measure a bare byte relay, the floor")
+    parser.add_argument(
+        "--conversation-levels",
+        type=int,
+        nargs="*",
+        default=[100],
+        help="levels that also get a row with a conversation_id on every request",
+    )
+    parser.add_argument("--database-url", help="the conversation store (default: SQLite in a scratch directory)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         upstream, gateway, upstream_port, gateway_port = start_processes(args, Path(tmp))
