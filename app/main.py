@@ -15,7 +15,8 @@ from starlette.types import Receive, Scope, Send
 from app import metrics
 from app.auth import AuthMiddleware, GatewayKey, keys_from_env
 from app.config import ConfigError, GatewayConfig, check_providers, load_config
-from app.conversations.db import DatabaseError, open_database
+from app.conversations.databases import open_database
+from app.conversations.db import DatabaseError
 from app.conversations.settings import ConversationSettings
 from app.conversations.store import ConversationStore
 from app.conversations.turns import Conversations

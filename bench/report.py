@@ -52,6 +52,7 @@ class Summary:
     conversation_added_ttft_p50_ms: float | None = None
     conversation_added_ttft_p99_ms: float | None = None
     errors_conversation: int | None = None
+    conversation_cpu_ms_per_stream: float | None = None
 
     def line(self) -> str:
         g = self.gateway_ttft_ms
@@ -68,7 +69,8 @@ class Summary:
             )
             + (
                 f"   with conversation_id: {self.conversation_added_ttft_p50_ms:+.2f} / "
-                f"{self.conversation_added_ttft_p99_ms:+.2f}, {self.errors_conversation} errors"
+                f"{self.conversation_added_ttft_p99_ms:+.2f}, {self.errors_conversation} errors, "
+                f"{self.conversation_cpu_ms_per_stream:.2f} cpu ms/st"
                 if self.conversation_added_ttft_p50_ms is not None and self.conversation_added_ttft_p99_ms is not None
                 else ""
             )
@@ -138,7 +140,9 @@ def conversation_fields(level: Level, direct: list[float]) -> dict[str, Any]:
     if not level.conversation:
         return {}
     with_conversation = ttfts(level.conversation)
+    streams = sum(len(b.results) for b in level.conversation)
     return {
+        "conversation_cpu_ms_per_stream": sum(b.cpu_seconds for b in level.conversation) * 1000 / streams,
         "conversation_added_ttft_p50_ms": percentile(with_conversation, 50) - percentile(direct, 50),
         "conversation_added_ttft_p99_ms": percentile(with_conversation, 99) - percentile(direct, 99),
         "errors_conversation": sum(not r.ok for b in level.conversation for r in b.results),

@@ -104,7 +104,10 @@ async def measure(
             level.gateway.append(block)
             if concurrency in args.conversation_levels:
                 payloads = await conversation_payloads(gateway_port, concurrency)
-                level.conversation.append(await timed(payloads, gateway_port, concurrency, each, args.timeout, spread))
+                before = cpu_seconds(pids)
+                block = await timed(payloads, gateway_port, concurrency, each, args.timeout, spread)
+                block.cpu_seconds = cpu_seconds(pids) - before
+                level.conversation.append(block)
         level.peak_rss_mb = peak_rss_mb(process_tree(gateway_pid))
         levels.append(level)
         print(summarize(level, args.tokens).line(), flush=True)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import msgspec
 import orjson
 
-from app.conversations.db import Database, DatabaseError, Queries
+from app.conversations.db import Database, DatabaseError, Statement
 
 # Each migration runs once, in order, in one transaction; the list only ever grows.
 MIGRATIONS: list[list[str]] = [
@@ -162,37 +162,53 @@ class ConversationStore:
 
     async def recent(self, conversation_id: str, limit: int) -> list[StoredMessage]:
         """The last ``limit`` messages, oldest first."""
-        if limit <= 0:
-            return []
         rows = await self.db.fetch(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?",
             conversation_id,
-            limit,
+            max(limit, 0),
         )
         return [message_of(row) for row in reversed(rows)]
 
     async def delete(self, conversation_id: str, owner: str) -> bool:
-        async with self.db.transaction() as tx:
-            if not await tx.execute("DELETE FROM conversations WHERE id = ? AND owner = ?", conversation_id, owner):
-                return False
-            await tx.execute("DELETE FROM messages WHERE conversation_id = ?", conversation_id)
-            return True
+        (_, _), (_, deleted) = await self.db.batch(
+            [
+                (
+                    "DELETE FROM messages WHERE conversation_id IN "
+                    "(SELECT id FROM conversations WHERE id = ? AND owner = ?)",
+                    (conversation_id, owner),
+                ),
+                ("DELETE FROM conversations WHERE id = ? AND owner = ?", (conversation_id, owner)),
+            ],
+            transaction=True,
+        )
+        return deleted > 0
 
-    async def lease(self, conversation_id: str, owner: str, token: str, now: float, ttl: float) -> LeaseOutcome:
-        """Take the conversation for one turn, unless another turn holds it (and its lease has not expired)."""
-        taken = await self.db.execute(
-            "UPDATE conversations SET turn_token = ?, turn_expires = ? "
-            "WHERE id = ? AND owner = ? AND (turn_token IS NULL OR turn_expires < ?)",
-            token,
-            now + ttl,
-            conversation_id,
-            owner,
-            now,
+    async def take(
+        self, conversation_id: str, owner: str, token: str, now: float, ttl: float, history: int
+    ) -> tuple[LeaseOutcome, list[StoredMessage]]:
+        """Lease the conversation for one turn and read its last ``history`` messages, in one trip.
+
+        The lease is refused while another turn holds an unexpired one; the messages are read only
+        under this turn's own lease.
+        """
+        (_, taken), (rows, _), (exists, _) = await self.db.batch(
+            [
+                (
+                    "UPDATE conversations SET turn_token = ?, turn_expires = ? "
+                    "WHERE id = ? AND owner = ? AND (turn_token IS NULL OR turn_expires < ?)",
+                    (token, now + ttl, conversation_id, owner, now),
+                ),
+                (
+                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND EXISTS "
+                    "(SELECT 1 FROM conversations WHERE id = ? AND turn_token = ?) ORDER BY seq DESC LIMIT ?",
+                    (conversation_id, conversation_id, token, max(history, 0)),
+                ),
+                ("SELECT 1 FROM conversations WHERE id = ? AND owner = ?", (conversation_id, owner)),
+            ]
         )
         if taken:
-            return "acquired"
-        exists = await self.db.fetch("SELECT 1 FROM conversations WHERE id = ? AND owner = ?", conversation_id, owner)
-        return "busy" if exists else "missing"
+            return "acquired", [message_of(row) for row in reversed(rows)]
+        return ("busy" if exists else "missing"), []
 
     async def renew(self, token_prefix: str, expires: float) -> int:
         """Extend every lease whose token starts with ``token_prefix`` (all of one gateway process's turns)."""
@@ -210,44 +226,49 @@ class ConversationStore:
     async def append(
         self, conversation_id: str, token: str, messages: list[NewMessage], now: float, title: str | None
     ) -> bool:
-        """Store a turn's messages and release its lease, together. False when the conversation is gone."""
-        async with self.db.transaction() as tx:
-            # The update numbers the messages and, in PostgreSQL, locks the row until the transaction ends.
-            rows = await tx.fetch(
+        """Store a turn's messages and release its lease, in one transaction. False when the conversation is gone.
+
+        The update comes first: it numbers the messages and, in PostgreSQL, locks the row until the end.
+        """
+        count = len(messages)
+        statements: list[Statement] = [
+            (
                 "UPDATE conversations SET message_count = message_count + ?, updated_us = ?, "
                 "title = COALESCE(title, ?), "
                 "turn_expires = CASE WHEN turn_token = ? THEN NULL ELSE turn_expires END, "
-                "turn_token = CASE WHEN turn_token = ? THEN NULL ELSE turn_token END "
-                "WHERE id = ? RETURNING message_count",
-                len(messages),
-                int(now * 1_000_000),
-                title[:TITLE_LENGTH] if title else None,
-                token,
-                token,
-                conversation_id,
+                "turn_token = CASE WHEN turn_token = ? THEN NULL ELSE turn_token END WHERE id = ?",
+                (count, int(now * 1_000_000), title[:TITLE_LENGTH] if title else None, token, token, conversation_id),
             )
-            if not rows:
-                return False  # deleted while the turn ran
-            first = rows[0][0] - len(messages)
-            for seq, message in enumerate(messages, start=first):
-                await insert_message(tx, conversation_id, seq, message, now)
-            return True
+        ]
+        statements += [
+            insert_message(conversation_id, count - position, message, now) for position, message in enumerate(messages)
+        ]
+        (_, updated), *_ = await self.db.batch(statements, transaction=True)
+        return updated > 0
 
 
-async def insert_message(tx: Queries, conversation_id: str, seq: int, message: NewMessage, now: float) -> None:
-    await tx.execute(
-        f"INSERT INTO messages (conversation_id, {MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        conversation_id,
-        seq,
-        message.role,
-        message.body.decode(),
-        message.reasoning,
-        message.model,
-        message.finish_reason,
-        message.usage.decode() if message.usage is not None else None,
-        int(message.incomplete),
-        message.error,
-        now,
+def insert_message(conversation_id: str, from_end: int, message: NewMessage, now: float) -> Statement:
+    """The message numbered ``from_end`` places before the conversation's (already raised) message count.
+
+    Casts give PostgreSQL the parameters' types, which an INSERT ... SELECT does not tell it.
+    """
+    return (
+        f"INSERT INTO messages (conversation_id, {MESSAGE_COLUMNS}) SELECT id, message_count - CAST(? AS INTEGER), "
+        "CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), "
+        "CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION) FROM conversations WHERE id = ?",
+        (
+            from_end,
+            message.role,
+            message.body.decode(),
+            message.reasoning,
+            message.model,
+            message.finish_reason,
+            message.usage.decode() if message.usage is not None else None,
+            int(message.incomplete),
+            message.error,
+            now,
+            conversation_id,
+        ),
     )
 
 

@@ -24,7 +24,7 @@ from app.completion import CompletionBuilder
 from app.conversations.db import DatabaseError
 from app.conversations.history import replayable, window
 from app.conversations.settings import ConversationSettings
-from app.conversations.store import ConversationStore, NewMessage
+from app.conversations.store import ConversationStore, NewMessage, StoredMessage
 from app.errors import ApiError
 from app.native import NativeUsage
 from providers.base import Event
@@ -83,11 +83,10 @@ class Conversations:
         """The request with the conversation's history in it, and the turn that will store the answer."""
         await self.ready()
         token = f"{self.instance}/{uuid.uuid4().hex}"
-        await self.take(conversation_id, owner, token)
+        max_messages, max_tokens = self.settings.limits_for(chat.model)
+        stored = await self.take(conversation_id, owner, token, max_messages)
         try:
             system, new = split_system(chat.messages)
-            max_messages, max_tokens = self.settings.limits_for(chat.model)
-            stored = await self.store.recent(conversation_id, max_messages)
             history = window(replayable(stored), [*system, *new], max_messages, max_tokens)
         except BaseException:
             self.spawn(self.release(conversation_id, token))
@@ -95,17 +94,17 @@ class Conversations:
         chat = msgspec.structs.replace(chat, messages=[*system, *history, *new])
         return chat, Turn(self, conversation_id, token, new)
 
-    async def take(self, conversation_id: str, owner: str, token: str) -> None:
-        """Lease the conversation, waiting for a turn in flight; a 404 when it is not the owner's."""
+    async def take(self, conversation_id: str, owner: str, token: str, history: int) -> list[StoredMessage]:
+        """Lease the conversation and read its history, waiting for a turn in flight; 404 if not the owner's."""
         deadline = time.monotonic() + self.settings.turn_wait_seconds
         delay = 0.02
         while True:
-            outcome = await self.store.lease(conversation_id, owner, token, time.time(), LEASE_SECONDS)
+            outcome, stored = await self.store.take(conversation_id, owner, token, time.time(), LEASE_SECONDS, history)
             if outcome == "acquired":
                 self.held += 1
                 if self.renewer is None or self.renewer.done():
                     self.renewer = asyncio.ensure_future(self.renew())
-                return
+                return stored
             if outcome == "missing":
                 raise conversation_not_found(conversation_id)
             remaining = deadline - time.monotonic()

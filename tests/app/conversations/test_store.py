@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.conversations.db import DatabaseError, open_database
+from app.conversations.databases import open_database
+from app.conversations.db import DatabaseError
 from app.conversations.store import Conversation, ConversationStore, CursorError, NewMessage, decode_cursor
 
 
@@ -78,30 +79,38 @@ async def test_metadata_and_title_round_trip(store: ConversationStore) -> None:
 async def test_a_conversation_is_invisible_to_other_owners(store: ConversationStore) -> None:
     await store.create(conversation(1), "alice")
     assert await store.get("conv_0001", "bob") is None
-    assert await store.lease("conv_0001", "bob", "t", 0.0, 60) == "missing"
+    assert (await store.take("conv_0001", "bob", "t", 0.0, 60, 0))[0] == "missing"
     assert not await store.delete("conv_0001", "bob")
     assert await store.get("conv_0001", "alice") is not None
 
 
 async def test_a_lease_is_exclusive_until_released_or_expired(store: ConversationStore) -> None:
     await store.create(conversation(1), "")
-    assert await store.lease("conv_0001", "", "one", 100.0, 60) == "acquired"
-    assert await store.lease("conv_0001", "", "two", 130.0, 60) == "busy"
+    assert (await store.take("conv_0001", "", "one", 100.0, 60, 0))[0] == "acquired"
+    assert (await store.take("conv_0001", "", "two", 130.0, 60, 0))[0] == "busy"
     assert await store.renew("on", 200.0) == 1  # "one" starts with "on"; its lease now runs to 200
-    assert await store.lease("conv_0001", "", "two", 170.0, 60) == "busy"
-    assert await store.lease("conv_0001", "", "two", 201.0, 60) == "acquired"  # expired: a dead gateway's lease
+    assert (await store.take("conv_0001", "", "two", 170.0, 60, 0))[0] == "busy"
+    assert (await store.take("conv_0001", "", "two", 201.0, 60, 0))[0] == "acquired"  # expired: a dead gateway's lease
     await store.release("conv_0001", "one")  # a stale holder cannot release the new lease
-    assert await store.lease("conv_0001", "", "three", 202.0, 60) == "busy"
+    assert (await store.take("conv_0001", "", "three", 202.0, 60, 0))[0] == "busy"
     await store.release("conv_0001", "two")
-    assert await store.lease("conv_0001", "", "three", 203.0, 60) == "acquired"
-    assert await store.lease("conv_nope", "", "x", 0.0, 60) == "missing"
+    assert (await store.take("conv_0001", "", "three", 203.0, 60, 0))[0] == "acquired"
+    assert (await store.take("conv_nope", "", "x", 0.0, 60, 0))[0] == "missing"
+
+
+async def test_taking_a_conversation_reads_its_history_only_under_the_lease(store: ConversationStore) -> None:
+    await store.create(conversation(1), "")
+    await store.append("conv_0001", "t", [message("one"), message("two"), message("three")], 1.0, None)
+    outcome, history = await store.take("conv_0001", "", "mine", 2.0, 60, 2)
+    assert (outcome, [m.seq for m in history]) == ("acquired", [1, 2])
+    assert await store.take("conv_0001", "", "other", 3.0, 60, 2) == ("busy", [])
 
 
 async def test_append_numbers_messages_titles_and_releases(store: ConversationStore) -> None:
     await store.create(conversation(1), "")
-    await store.lease("conv_0001", "", "tok", 0.0, 60)
+    (await store.take("conv_0001", "", "tok", 0.0, 60, 0))[0]
     assert await store.append("conv_0001", "tok", [message("hi"), message("hello", "assistant")], 10.0, "hi there")
-    await store.lease("conv_0001", "", "tok2", 11.0, 60)
+    (await store.take("conv_0001", "", "tok2", 11.0, 60, 0))[0]
     assert await store.append("conv_0001", "tok2", [message("again"), message("yes", "assistant")], 12.0, "ignored")
     found = await store.get("conv_0001", "")
     assert found is not None
@@ -109,7 +118,7 @@ async def test_append_numbers_messages_titles_and_releases(store: ConversationSt
     assert [m.seq for m in await store.messages("conv_0001", -1, 10)] == [0, 1, 2, 3]
     assert [m.seq for m in await store.messages("conv_0001", 1, 10)] == [2, 3]
     assert [m.seq for m in await store.recent("conv_0001", 3)] == [1, 2, 3]
-    assert await store.lease("conv_0001", "", "tok3", 13.0, 60) == "acquired"  # append released tok2
+    assert (await store.take("conv_0001", "", "tok3", 13.0, 60, 0))[0] == "acquired"  # append released tok2
 
 
 async def test_append_keeps_answers_details(store: ConversationStore) -> None:
