@@ -19,7 +19,8 @@ from starlette.responses import Response
 from app.auth import owner_of
 from app.bodies import read_optional_json
 from app.conversations.db import DatabaseError
-from app.conversations.store import Conversation, CursorError, StoredMessage
+from app.conversations.records import Conversation, StoredMessage
+from app.conversations.store import CursorError
 from app.conversations.turns import Conversations, conversation_not_found, store_unavailable
 from app.errors import ApiError
 from app.gateway import gateway_of

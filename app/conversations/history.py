@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import msgspec
 
-from app.conversations.store import StoredMessage
+from app.conversations.records import StoredMessage
 from providers.request import JSON_ENCODER, AssistantMessage, Message, ToolMessage, UserMessage
 
 MESSAGE_DECODER = msgspec.json.Decoder(Message)

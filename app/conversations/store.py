@@ -1,4 +1,4 @@
-"""Conversations and their messages in a database: the schema, its migrations, and every query.
+"""Conversations and their messages in a database: migrations and every query.
 
 One conversation answers one turn at a time. A turn holds a lease on its conversation (a token and
 an expiry in the row), renewed while the gateway that holds it lives, and released when the turn's
@@ -11,85 +11,24 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-import msgspec
 import orjson
 
-from app.conversations.db import Database, DatabaseError, Statement
-
-# Each migration runs once, in order, in one transaction; the list only ever grows.
-MIGRATIONS: list[list[str]] = [
-    [
-        """CREATE TABLE conversations (
-            id TEXT PRIMARY KEY,
-            owner TEXT NOT NULL,
-            title TEXT,
-            metadata TEXT NOT NULL,
-            created_us BIGINT NOT NULL,
-            updated_us BIGINT NOT NULL,
-            message_count INTEGER NOT NULL,
-            turn_token TEXT,
-            turn_expires DOUBLE PRECISION
-        )""",
-        "CREATE INDEX conversations_newest ON conversations (owner, created_us DESC, id DESC)",
-        """CREATE TABLE messages (
-            conversation_id TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            role TEXT NOT NULL,
-            body TEXT NOT NULL,
-            reasoning TEXT,
-            model TEXT,
-            finish_reason TEXT,
-            usage TEXT,
-            incomplete INTEGER NOT NULL,
-            error TEXT,
-            created_at DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (conversation_id, seq)
-        )""",
-    ],
-]
-CONVERSATION_COLUMNS = "id, title, metadata, created_us, updated_us, message_count"
-MESSAGE_COLUMNS = "seq, role, body, reasoning, model, finish_reason, usage, incomplete, error, created_at"
-TITLE_LENGTH = 80  # a conversation without a title takes the start of its first user message
+from app.conversations import postgres_turns
+from app.conversations.db import Database, Statement
+from app.conversations.records import (
+    CONVERSATION_COLUMNS,
+    MESSAGE_COLUMNS,
+    MIGRATIONS,
+    TITLE_LENGTH,
+    Conversation,
+    NewMessage,
+    StoredMessage,
+    conversation_of,
+    message_of,
+)
 
 CURSOR = re.compile(r"([0-9]{1,20})\.([A-Za-z0-9_-]{1,128})")
 LeaseOutcome = Literal["acquired", "busy", "missing"]
-
-
-class Conversation(msgspec.Struct):
-    id: str
-    title: str | None
-    metadata: dict[str, str]
-    created_us: int  # microseconds since the epoch: exact, so pages never skip or repeat a conversation
-    updated_us: int
-    message_count: int
-
-
-class StoredMessage(msgspec.Struct, omit_defaults=True):
-    """One message as kept: the OpenAI-shaped message (``body``) and what the gateway knows of it."""
-
-    seq: int
-    role: str
-    body: bytes
-    created_at: float
-    incomplete: bool = False
-    reasoning: str | None = None
-    model: str | None = None
-    finish_reason: str | None = None
-    usage: bytes | None = None
-    error: str | None = None
-
-
-class NewMessage(msgspec.Struct):
-    """A message to append: its role and OpenAI-shaped JSON, and for answers, how they came out."""
-
-    role: str
-    body: bytes
-    incomplete: bool = False
-    reasoning: str | None = None
-    model: str | None = None
-    finish_reason: str | None = None
-    usage: bytes | None = None
-    error: str | None = None
 
 
 class CursorError(ValueError):
@@ -99,11 +38,12 @@ class CursorError(ValueError):
 class ConversationStore:
     def __init__(self, database: Database):
         self.db = database
+        self.postgres = database.url_for_logs.startswith("postgres")  # a turn's queries have their own form there
 
     async def migrate(self) -> None:
         """Create the schema, or bring it up to date; safe when several gateways start at once."""
         async with self.db.transaction() as tx:
-            if self.db.url_for_logs.startswith("postgres"):
+            if self.postgres:
                 await tx.execute("SELECT pg_advisory_xact_lock(7264013)")  # one migrating replica at a time
             await tx.execute("CREATE TABLE IF NOT EXISTS gateway_schema (version INTEGER NOT NULL)")
             rows = await tx.fetch("SELECT version FROM gateway_schema")
@@ -191,6 +131,14 @@ class ConversationStore:
         The lease is refused while another turn holds an unexpired one; the messages are read only
         under this turn's own lease.
         """
+        if self.postgres:
+            args = postgres_turns.take_args(conversation_id, owner, token, now, ttl, history)
+            found = await self.db.fetch(postgres_turns.TAKE, *args)
+            taken, exists = found[0][0], found[0][1]
+            rows = [row[2:] for row in found if row[2] is not None]
+            if taken:
+                return "acquired", [message_of(row) for row in reversed(rows)]
+            return ("busy" if exists else "missing"), []
         (_, taken), (rows, _), (exists, _) = await self.db.batch(
             [
                 (
@@ -230,6 +178,10 @@ class ConversationStore:
 
         The update comes first: it numbers the messages and, in PostgreSQL, locks the row until the end.
         """
+        title = title[:TITLE_LENGTH] if title else None
+        if self.postgres:
+            args = postgres_turns.append_args(conversation_id, token, messages, now, title)
+            return bool(await self.db.fetch(postgres_turns.APPEND, *args))
         count = len(messages)
         statements: list[Statement] = [
             (
@@ -237,7 +189,7 @@ class ConversationStore:
                 "title = COALESCE(title, ?), "
                 "turn_expires = CASE WHEN turn_token = ? THEN NULL ELSE turn_expires END, "
                 "turn_token = CASE WHEN turn_token = ? THEN NULL ELSE turn_token END WHERE id = ?",
-                (count, int(now * 1_000_000), title[:TITLE_LENGTH] if title else None, token, token, conversation_id),
+                (count, int(now * 1_000_000), title, token, token, conversation_id),
             )
         ]
         statements += [
@@ -272,33 +224,9 @@ def insert_message(conversation_id: str, from_end: int, message: NewMessage, now
     )
 
 
-def conversation_of(row: tuple[Any, ...]) -> Conversation:
-    id_, title, metadata, created_us, updated_us, count = row
-    return Conversation(id_, title, orjson.loads(metadata), created_us, updated_us, count)
-
-
-def message_of(row: tuple[Any, ...]) -> StoredMessage:
-    seq, role, body, reasoning, model, finish, usage, incomplete, error, created_at = row
-    return StoredMessage(
-        seq,
-        role,
-        body.encode(),
-        created_at,
-        bool(incomplete),
-        reasoning,
-        model,
-        finish,
-        usage.encode() if usage is not None else None,
-        error,
-    )
-
-
 def decode_cursor(cursor: str) -> tuple[int, str]:
     """``<created_us>.<id>``, as ``newest`` makes it; openapi.yaml gives its pattern."""
     match = CURSOR.fullmatch(cursor)
     if match is None:
         raise CursorError(cursor)
     return int(match.group(1)), match.group(2)
-
-
-__all__ = ["DatabaseError"]

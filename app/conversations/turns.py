@@ -23,8 +23,9 @@ import structlog
 from app.completion import CompletionBuilder
 from app.conversations.db import DatabaseError
 from app.conversations.history import replayable, window
+from app.conversations.records import NewMessage, StoredMessage
 from app.conversations.settings import ConversationSettings
-from app.conversations.store import ConversationStore, NewMessage, StoredMessage
+from app.conversations.store import ConversationStore
 from app.errors import ApiError
 from app.native import NativeUsage
 from providers.base import Event

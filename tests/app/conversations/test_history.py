@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.conversations.history import estimate_tokens, pair_tool_calls, replayable, window
-from app.conversations.store import StoredMessage
+from app.conversations.records import StoredMessage
 from providers.request import (
     JSON_ENCODER,
     AssistantMessage,

@@ -10,7 +10,8 @@ import pytest
 
 from app.conversations.databases import open_database
 from app.conversations.db import DatabaseError
-from app.conversations.store import Conversation, ConversationStore, CursorError, NewMessage, decode_cursor
+from app.conversations.records import Conversation, NewMessage
+from app.conversations.store import ConversationStore, CursorError, decode_cursor
 
 
 @pytest.fixture
