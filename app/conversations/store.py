@@ -27,7 +27,7 @@ from app.conversations.records import (
     message_of,
 )
 
-CURSOR = re.compile(r"([0-9]{1,20})\.([A-Za-z0-9_-]{1,128})")
+CURSOR = re.compile(r"([0-9]{1,18})\.([A-Za-z0-9_-]{1,128})")
 LeaseOutcome = Literal["acquired", "busy", "missing"]
 
 

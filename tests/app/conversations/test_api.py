@@ -135,3 +135,20 @@ async def test_405_lists_every_method_of_the_path(database_url: str, monkeypatch
         response = await client.put("/api/v1/conversations/conv_x")
     assert response.status_code == 405
     assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD", "DELETE"}
+
+
+async def test_a_body_of_non_json_whitespace_is_not_taken_as_empty(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with serving(gateway_app(database_url, monkeypatch, RecordingProvider())) as client:
+        blank = await client.post(
+            "/api/v1/conversations", content=b" \r\n\t", headers={"content-type": "application/json"}
+        )
+        vertical_tab = await client.post(
+            "/api/v1/conversations", content=b"\x0b", headers={"content-type": "application/json"}
+        )
+    assert blank.status_code == 201
+    assert (vertical_tab.status_code, vertical_tab.json()["error"]["code"]) == (
+        400,
+        "invalid_json",
+    )  # found by schemathesis

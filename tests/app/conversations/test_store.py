@@ -186,3 +186,8 @@ async def test_an_unreachable_postgres_is_a_clear_error_without_the_password() -
         await database.open()
     assert "hunter2" not in str(caught.value)
     assert "user:***@" in str(caught.value)
+
+
+def test_a_cursor_beyond_64_bits_is_refused() -> None:
+    with pytest.raises(CursorError):
+        decode_cursor("10000000000000000000.conv_x")  # found by schemathesis: SQLite and PostgreSQL refused it
