@@ -16,9 +16,12 @@ from app.conversations.turns import Turn, store_unavailable
 from app.errors import ApiError
 from app.exchange import Exchange
 from app.gateway import Gateway, gateway_of
+from app.mcp_tools import offer_tools
 from app.middleware import ACCESS_KEY, AccessRecord
 from app.native import Summary
-from providers.request import CHAT_REQUEST_DECODER, ChatRequest, message_role, message_text
+from app.tool_loop import ToolLoop
+from providers.request import CHAT_REQUEST_DECODER, ChatRequest, McpTools, message_role, message_text
+from providers.router import Plan
 
 # Model names are the client's own text: bound what of them reaches the log.
 MODEL_LOG_LIMIT = 200
@@ -33,10 +36,23 @@ async def create_chat_completion(request: Request) -> Exchange:
     check_supported(chat)
     plan = gateway.router.resolve(chat.model)
     conversation_id = conversation_id_of(chat, request.headers.get(CONVERSATION_HEADER))
+    chat, tools = await with_tools(gateway, chat, plan, record)
     chat, turn = await join_conversation(gateway, chat, conversation_id, owner_of(request.scope))
     answer_id = f"chatcmpl-{uuid.uuid4().hex}"
     encoder = ChunkEncoder(answer_id, int(time.time()), chat.model, include_usage=chat.include_usage)
-    return Exchange(gateway, chat, plan, record, answer_id, encoder, openai_answer, turn)
+    return Exchange(gateway, chat, plan, record, answer_id, encoder, openai_answer, turn, tools)
+
+
+async def with_tools(
+    gateway: Gateway, chat: ChatRequest, plan: Plan, record: AccessRecord
+) -> tuple[ChatRequest, ToolLoop | None]:
+    """With MCP tools asked for (by the request or its alias): the request offering them, and the loop."""
+    if not plan.mcp and not any(isinstance(tool, McpTools) for tool in chat.tools or ()):
+        return chat, None
+    chat, offered = await offer_tools(gateway.mcp, chat, plan)
+    if not offered:
+        return chat, None
+    return chat, ToolLoop(gateway.mcp, offered, gateway.config.tool_loop.max_rounds, record, gateway.log_content)
 
 
 def conversation_id_of(chat: ChatRequest, header: str | None) -> str | None:

@@ -20,6 +20,7 @@ from providers.balancer import Cooldown
 from providers.base import Timeouts
 from providers.catalog import ProviderSpec
 from providers.http import TRANSPORTS
+from providers.mcp import McpServerSpec
 from providers.router import ModelConfig
 
 MIB = 1024 * 1024
@@ -66,6 +67,11 @@ class CorsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     allow_credentials: bool = False
 
 
+class ToolLoopSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    max_rounds: Annotated[int, msgspec.Meta(ge=1, le=50)] = 8  # model calls in one request, tool rounds between
+    refresh_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0  # how often MCP servers' tool lists are re-read
+
+
 class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     limits: Limits = Limits()
     auth: AuthSettings = AuthSettings()
@@ -73,6 +79,8 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     http: HttpSettings = HttpSettings()
     reliability: Reliability = Reliability()
     conversations: ConversationSettings = ConversationSettings()
+    mcp_servers: dict[str, McpServerSpec] = {}
+    tool_loop: ToolLoopSettings = ToolLoopSettings()
     providers: dict[str, ProviderSpec] = {}
     models: dict[str, ModelConfig] = {}
 
@@ -94,7 +102,7 @@ def parse_config(text: str, *, source: str, environ: Mapping[str, str]) -> Gatew
         raise ConfigError(f"Config file {source} is not valid YAML: {exc}") from exc
     data = interpolate(data or {}, environ)
     # msgspec names a dict entry `[...]`, so each entry is checked on its own to name its key.
-    for section, kind in (("providers", ProviderSpec), ("models", ModelConfig)):
+    for section, kind in (("providers", ProviderSpec), ("models", ModelConfig), ("mcp_servers", McpServerSpec)):
         entries = data.get(section) if isinstance(data, dict) else None
         for name, entry in entries.items() if isinstance(entries, dict) else ():
             convert(entry, kind, source, f"{section}.{name}")
@@ -134,8 +142,16 @@ def describe(exc: msgspec.ValidationError, key: str) -> str:
 
 
 def check_providers(config: GatewayConfig, providers: Collection[str]) -> None:
-    """Every alias names a provider the gateway knows, enabled or not (a missing key is a 404 later, with a hint)."""
+    """Every alias names a provider the gateway knows, enabled or not (a missing key is a 404 later, with a hint),
+    and MCP servers that are configured."""
     for name, alias in config.models.items():
+        for server in alias.mcp:
+            if server not in config.mcp_servers:
+                known = ", ".join(sorted(config.mcp_servers)) or "none"
+                raise ConfigError(
+                    f"Config key models.{name}.mcp names MCP server {server!r}, which is not under mcp_servers "
+                    f"(configured: {known})."
+                )
         for deployment in alias.deployment_list():
             if deployment.provider not in providers:
                 raise ConfigError(

@@ -34,6 +34,7 @@ from app.middleware import AccessRecord
 from app.native import Summary
 from app.outlets import SERVER_SEND_KEY, HttpOutlet, Outlet, StreamEncoder, WholeAnswer
 from app.shutdown import SHUTDOWN
+from app.tool_loop import ToolLoop
 from providers.base import (
     CONTENT_EVENTS,
     Deployment,
@@ -66,9 +67,11 @@ class Exchange:
         encoder: StreamEncoder,
         whole: WholeAnswer,
         turn: Turn | None = None,
+        tools: ToolLoop | None = None,
     ):
         self.gateway, self.chat, self.plan, self.record = gateway, chat, plan, record
         self.turn = turn  # a turn on a stored conversation, which stores the answer when it ends
+        self.tools = tools  # the loop that runs the model's MCP tool calls, when it was offered any
         self.encoder, self.whole, self.answer_id = encoder, whole, answer_id
         self.outlet: Outlet = HttpOutlet(_never_send, _never_send)
         self.request_id = ""
@@ -175,7 +178,9 @@ class Exchange:
                     return
                 except ProviderError as exc:
                     error = exc
-                    if isinstance(exc, NOT_RETRIED) or (self.chat.stream and self.first_content):
+                    # Once the answer began, a retry would repeat what the client saw, or run tools twice.
+                    began = self.first_content and (self.chat.stream or self.tools is not None)
+                    if isinstance(exc, NOT_RETRIED) or began:
                         await self.fail(ApiError.from_provider(exc))
                         return
             else:
@@ -205,7 +210,11 @@ class Exchange:
         self.timeouts, self.deployment, self.expired = merged, deployment, None
         self.record.deployment = f"{deployment.provider}/{deployment.model}"
         self.record.provider, self.record.upstream_model = deployment.provider, deployment.model
-        events = self.gateway.router.provider(deployment).stream(self.chat, deployment)
+        provider = self.gateway.router.provider(deployment)
+        if self.tools is not None:
+            events = self.tools.run(provider, self.chat, deployment)
+        else:
+            events = provider.stream(self.chat, deployment)
         if self.turn is not None:
             events = self.turn.capture(events)
         self.attempt_started, self.phase = time.monotonic(), "connecting"

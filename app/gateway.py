@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
@@ -12,6 +13,9 @@ from providers.balancer import Balancer
 from providers.base import Deployment, Timeouts
 from providers.router import Router
 
+if TYPE_CHECKING:  # app.mcp_tools needs gateway_of from here
+    from app.mcp_tools import McpRegistry
+
 
 class Gateway:
     def __init__(
@@ -20,11 +24,13 @@ class Gateway:
         config: GatewayConfig,
         spec: bytes,
         conversations: Conversations,
+        mcp: McpRegistry,
         provider_timeouts: Mapping[str, Timeouts] | None = None,
         *,
         log_content: bool = False,
     ):
         self.conversations = conversations
+        self.mcp = mcp
         self.router = router
         self.log_content = log_content
         self.config = config

@@ -23,6 +23,7 @@ from app.conversations.turns import Conversations
 from app.errors import EXCEPTION_HANDLERS
 from app.gateway import Gateway
 from app.logs import configure_logging
+from app.mcp_tools import McpRegistry
 from app.middleware import RequestContextMiddleware
 from app.openapi import build_routes, load_spec
 from app.outlets import SERVER_SEND_KEY
@@ -69,14 +70,17 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
     metrics.ROUTES.update(spec["paths"], spec.get("x-websockets", {}))
     router = Router(providers, config.models, disabled)
     conversations = build_conversations(config.conversations, settings.database_url)
+    mcp = McpRegistry(config.mcp_servers, make_client(config.http.transport), config.tool_loop.refresh_seconds)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         SHUTDOWN.install(asyncio.get_running_loop())
         await conversations.ready()  # the schema is created or migrated before the first request
+        await mcp.start()  # every MCP server's tools; one that is down is retried, never fatal
         try:
             yield
         finally:
+            await mcp.close()
             await conversations.close()
             await router.aclose()
             metrics.mark_process_dead()
@@ -88,7 +92,9 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
         lifespan=lifespan,
     )
     timeouts = {name: spec.timeouts for name, spec in specs.items() if spec.timeouts is not None}
-    app.state.gateway = Gateway(router, config, raw_spec, conversations, timeouts, log_content=settings.log_content)
+    app.state.gateway = Gateway(
+        router, config, raw_spec, conversations, mcp, timeouts, log_content=settings.log_content
+    )
     return app
 
 

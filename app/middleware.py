@@ -40,6 +40,7 @@ class AccessRecord:
         "start",
         "status",
         "streamed",
+        "tool_calls",
         "ttft_ms",
         "upstream_model",
         "usage",
@@ -64,6 +65,7 @@ class AccessRecord:
         self.finish_reason: str | None = None
         self.key_name: str | None = None  # the gateway key's name, when keys are configured
         self.content: list[dict[str, str]] | None = None  # the request's messages, only with LOG_CONTENT=true
+        self.tool_calls: list[dict[str, object]] = []  # MCP tools the gateway ran: server, tool, duration, outcome
 
     def account(self, usage: Usage | None, finish_reason: str | None) -> None:
         self.usage, self.finish_reason = usage, finish_reason
@@ -152,6 +154,8 @@ def write_access_log(scope: Scope, record: AccessRecord) -> None:
         fields["error"] = record.error
     if record.cancelled is not None:
         fields.update(phase=record.cancelled, delivered_chunks=record.chunks)
+    if record.tool_calls:
+        fields["tool_calls"] = record.tool_calls
     if record.content is not None:
         fields["messages"] = record.content
     log.info("request", **fields)

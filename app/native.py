@@ -11,7 +11,18 @@ from msgspec import Struct
 
 from app.completion import CompletionBuilder
 from app.errors import ApiError, ErrorBody
-from providers.base import Event, Finish, FinishReason, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from providers.base import (
+    Event,
+    Finish,
+    FinishReason,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    ToolResult,
+    ToolRun,
+    Usage,
+)
 
 ENCODER = msgspec.json.Encoder()
 
@@ -103,6 +114,10 @@ class NativeEvents:
                 self.usage = event
             case Finish(reason=reason):
                 self.finish = reason
+            case ToolRun(id=call_id, name=name, arguments=arguments, server=server):
+                return "tool_call", {"id": call_id, "name": name, "arguments": arguments, "server": server}
+            case ToolResult():
+                return "tool_result", event
         return None
 
     def closing(self, summary: Summary) -> list[tuple[str, Any]]:

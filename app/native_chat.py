@@ -10,7 +10,14 @@ from starlette.requests import Request
 
 from app.auth import owner_of
 from app.bodies import read_json
-from app.chat import CONVERSATION_HEADER, check_supported, conversation_id_of, join_conversation, note_request
+from app.chat import (
+    CONVERSATION_HEADER,
+    check_supported,
+    conversation_id_of,
+    join_conversation,
+    note_request,
+    with_tools,
+)
 from app.errors import ApiError
 from app.exchange import Exchange
 from app.gateway import gateway_of
@@ -47,6 +54,7 @@ async def create_native_chat(request: Request) -> Exchange:
     chat = msgspec.structs.replace(chat, stream=stream)
     plan = gateway.router.resolve(chat.model)
     conversation_id = conversation_id_of(chat, request.headers.get(CONVERSATION_HEADER))
+    chat, tools = await with_tools(gateway, chat, plan, record)
     chat, turn = await join_conversation(gateway, chat, conversation_id, owner_of(request.scope))
     message_id = f"msg_{uuid.uuid4().hex}"
-    return Exchange(gateway, chat, plan, record, message_id, NativeSSEEncoder(), whole_answer, turn)
+    return Exchange(gateway, chat, plan, record, message_id, NativeSSEEncoder(), whole_answer, turn, tools)

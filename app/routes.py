@@ -10,6 +10,7 @@ from app.conversations.api import (
     list_conversations,
 )
 from app.info import get_health, get_openapi_spec, list_models
+from app.mcp_tools import list_mcp_tools
 from app.metrics import get_metrics
 from app.native_chat import create_native_chat
 from app.openapi import Handler
@@ -23,6 +24,7 @@ HANDLERS: dict[str, Handler] = {
     "listConversations": list_conversations,
     "getConversation": get_conversation,
     "deleteConversation": delete_conversation,
+    "listMcpTools": list_mcp_tools,
     "listModels": list_models,
     "getHealth": get_health,
     "getMetrics": get_metrics,

@@ -18,7 +18,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.auth import owner_of
 from app.bodies import invalid_field
-from app.chat import CONVERSATION_HEADER, check_supported, conversation_id_of, join_conversation, note_request
+from app.chat import (
+    CONVERSATION_HEADER,
+    check_supported,
+    conversation_id_of,
+    join_conversation,
+    note_request,
+    with_tools,
+)
 from app.errors import ApiError, ErrorBody
 from app.exchange import Exchange
 from app.gateway import Gateway
@@ -175,6 +182,7 @@ class ChatSocket:
     ) -> None:
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
+                chat, tools = await with_tools(self.gateway, chat, plan, record)
                 chat, turn = await join_conversation(self.gateway, chat, conversation_id, self.owner)
                 running.exchange = exchange = Exchange(
                     self.gateway,
@@ -185,6 +193,7 @@ class ChatSocket:
                     WebSocketEncoder(request_id),
                     whole_answer,
                     turn,
+                    tools,
                 )
                 await exchange.serve(WebSocketOutlet(self), request_id)
                 record.status = 499 if record.cancelled else 200

@@ -139,9 +139,9 @@ def messages_body(request: ChatRequest, model: str) -> MessagesBody:
         top_p=request.top_p,
         tools=[
             Tool(t.function.name, t.function.parameters or {"type": "object"}, t.function.description)
-            for t in request.tools
+            for t in request.function_tools
         ]
-        if request.tools
+        if request.function_tools
         else None,
         tool_choice=tool_choice(request),
         thinking=thinking,

@@ -55,7 +55,27 @@ class Finish(msgspec.Struct, frozen=True):
     reason: FinishReason
 
 
-Event = Start | TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | Usage | Finish
+class ToolRun(msgspec.Struct, frozen=True):
+    """The gateway is calling a tool on an MCP server for the model (its arguments complete)."""
+
+    id: str
+    name: str
+    arguments: str
+    server: str
+
+
+class ToolResult(msgspec.Struct, frozen=True):
+    """What a tool the gateway called answered; the model reads it in its next round."""
+
+    id: str
+    name: str
+    server: str
+    content: str
+    is_error: bool
+    duration_ms: float
+
+
+Event = Start | TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | Usage | Finish | ToolRun | ToolResult
 
 
 def new_tool_call_id() -> str:
@@ -64,7 +84,7 @@ def new_tool_call_id() -> str:
 
 
 # Events that carry part of the answer: they count for time to first token and idle timeouts.
-CONTENT_EVENTS = (TextDelta, ReasoningDelta, ToolCallStart, ToolCallDelta)
+CONTENT_EVENTS = (TextDelta, ReasoningDelta, ToolCallStart, ToolCallDelta, ToolRun, ToolResult)
 
 
 class Timeouts(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -162,6 +182,12 @@ class UpstreamProtocolError(ProviderError):
     """The provider sent something that is not its documented stream."""
 
     code = "upstream_protocol_error"
+
+
+class ToolLoopLimitError(ProviderError):
+    """The model was still calling the gateway's tools when the round limit came."""
+
+    code = "tool_loop_limit"
 
 
 class StreamTruncatedError(ProviderError):

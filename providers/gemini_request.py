@@ -116,7 +116,7 @@ class GenerateBody(Camel):
 
 def generate_body(request: ChatRequest) -> GenerateBody:
     system = system_text(request)
-    tools = request.tools
+    tools = request.function_tools
     return GenerateBody(
         contents=contents(turns(request), tool_names(request)),
         system_instruction=Content([Part(text=system)]) if system else None,

@@ -97,7 +97,7 @@ def chat_body(request: ChatRequest, model: str) -> ChatBody:
         model=model,
         messages=[ollama_message(m, names) for m in request.messages],
         stream=True,
-        tools=request.tools,
+        tools=request.function_tools or None,
         options=options if options != Options() else None,
         think=think(request.reasoning_effort),
         format=response_format(request),

@@ -84,7 +84,7 @@ def chat_body(request: ChatRequest, model: str) -> ChatBody:
         temperature=request.temperature,
         top_p=request.top_p,
         stop=request.stop,
-        tools=request.tools,
+        tools=request.function_tools or None,
         tool_choice=request.tool_choice,
         parallel_tool_calls=request.parallel_tool_calls,
         seed=request.seed,

@@ -119,9 +119,9 @@ def responses_body(request: ChatRequest, model: str) -> ResponsesBody:
         input=[item for message in request.messages for item in input_items(message)],
         tools=[
             FunctionTool(t.function.name, t.function.description, t.function.parameters, t.function.strict)
-            for t in request.tools
+            for t in request.function_tools
         ]
-        if request.tools
+        if request.function_tools
         else None,
         tool_choice=NamedToolChoice(choice.function.name) if isinstance(choice, ToolChoiceFunction) else choice,
         parallel_tool_calls=request.parallel_tool_calls,

@@ -112,9 +112,15 @@ class FunctionDefinition(Struct, omit_defaults=True):
     strict: bool | None = None
 
 
-class Tool(Struct):
-    type: Literal["function"]
+class Tool(Struct, tag="function", tag_field="type"):
     function: FunctionDefinition
+
+
+class McpTools(Struct, tag="mcp", tag_field="type", forbid_unknown_fields=True):
+    """The gateway's extension: offer the model the tools of a configured MCP server, all or some."""
+
+    server: NonEmptyStr
+    allowed_tools: list[NonEmptyStr] | None = None
 
 
 class ToolChoiceFunctionName(Struct):
@@ -166,7 +172,7 @@ class ChatRequest(Struct):
     temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
     top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
     stop: StopSequences | None = None
-    tools: list[Tool] | None = None
+    tools: list[Tool | McpTools] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     # Checked by the HTTP side so that n > 1 gets a message saying why, not a bare range error.
@@ -178,6 +184,11 @@ class ChatRequest(Struct):
     metadata: dict[str, str] | None = None
     # The gateway's extension: a stored conversation whose history goes upstream before these messages.
     conversation_id: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+
+    @property
+    def function_tools(self) -> list[Tool]:
+        """The tools a vendor sees: MCP servers are expanded into functions by the gateway first."""
+        return [tool for tool in self.tools or () if isinstance(tool, Tool)]
 
     @property
     def include_usage(self) -> bool:

@@ -26,6 +26,7 @@ class ModelConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     strategy: Strategy = "fallback"
     timeouts: Timeouts | None = None
     retries: Annotated[int, msgspec.Meta(ge=0, le=10)] | None = None
+    mcp: list[str] = []  # MCP servers (under mcp_servers) whose tools this alias offers the model
 
     def __post_init__(self) -> None:
         single = self.provider is not None and self.model is not None
@@ -47,6 +48,7 @@ class Plan(msgspec.Struct, frozen=True):
     strategy: Strategy = "fallback"
     timeouts: Timeouts | None = None
     retries: int | None = None
+    mcp: tuple[str, ...] = ()  # MCP servers whose tools the model is offered
 
 
 class ModelInfo(msgspec.Struct, frozen=True):
@@ -77,7 +79,7 @@ class Router:
         if alias is None:
             plan = Plan([self.deployment_for(name)])
         else:
-            plan = Plan(alias.deployment_list(), alias.strategy, alias.timeouts, alias.retries)
+            plan = Plan(alias.deployment_list(), alias.strategy, alias.timeouts, alias.retries, tuple(alias.mcp))
         usable = [d for d in plan.deployments if d.provider in self.providers]
         if not usable:
             missing = plan.deployments[0].provider
