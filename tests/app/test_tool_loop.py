@@ -13,6 +13,7 @@ import httpx
 import orjson
 import pytest
 import respx
+from starlette.testclient import TestClient
 
 from app.config import GatewayConfig, HttpSettings, Reliability, ToolLoopSettings
 from app.main import create_app
@@ -397,3 +398,17 @@ async def test_the_tool_list_names_every_tool_and_server(
     assert listing["servers"][0]["name"] == "tools"
     assert listing["servers"][0]["status"] == "up"
     assert listing["servers"][0]["tools"] == 4
+
+
+def test_the_websocket_shows_the_loop_as_it_runs(tool_server: ToolServer, mock: respx.MockRouter) -> None:
+    mock.post(OPENAI).mock(side_effect=answers(openai_call("weather", '{"city":"Oslo"}'), openai_text("Sunny.")))
+    with TestClient(create_app(config(tool_server))) as client, client.websocket_connect("/ws/chat") as socket:
+        socket.send_json(
+            {"type": "chat", "request_id": "r1", "model": "agent", "messages": [{"role": "user", "content": "Oslo?"}]}
+        )
+        frames = []
+        while not frames or frames[-1]["type"] not in ("complete", "error"):
+            frames.append(socket.receive_json())
+    assert [f["type"] for f in frames] == ["status", "tool_call", "tool_result", "token", "complete"]
+    assert frames[2]["content"] == "Sunny and 21 °C in Oslo"
+    assert frames[2]["request_id"] == "r1"
