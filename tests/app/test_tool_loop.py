@@ -406,7 +406,7 @@ def test_the_websocket_shows_the_loop_as_it_runs(tool_server: ToolServer, mock: 
         socket.send_json(
             {"type": "chat", "request_id": "r1", "model": "agent", "messages": [{"role": "user", "content": "Oslo?"}]}
         )
-        frames = []
+        frames: list[dict[str, Any]] = []
         while not frames or frames[-1]["type"] not in ("complete", "error"):
             frames.append(socket.receive_json())
     assert [f["type"] for f in frames] == ["status", "tool_call", "tool_result", "token", "complete"]
