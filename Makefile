@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format bench clean
+.PHONY: help run test lint format bench chromium clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -33,6 +33,13 @@ format: $(STAMP) ## Let ruff fix what it can
 
 bench: $(STAMP) ## Gateway beside the direct path at 1-1000 streams; TRANSPORT=httpx|aiohttp WORKERS=N
 	$(BIN)/python -m bench.run --transport $(or $(TRANSPORT),aiohttp) --workers $(or $(WORKERS),1) $(BENCH_ARGS)
+
+chromium: ## Install Debian's Chromium for the browser tests, if missing (they skip, saying so, without it)
+	@command -v chromium >/dev/null 2>&1 && echo "chromium: $$(command -v chromium)" || \
+	  { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
+	    && echo "chromium: installed $$(command -v chromium)"; } || \
+	  echo "make chromium: could not install Chromium (needs apt and root); the browser tests will skip"
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

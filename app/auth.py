@@ -16,7 +16,8 @@ from app.errors import REQUEST_ID_KEY, ApiError
 from app.middleware import ACCESS_KEY
 from app.ratelimit import RateLimiter, RateLimits
 
-OPEN_PATHS = frozenset({"/health", "/openapi.yaml"})
+OPEN_PATHS = frozenset({"/health", "/openapi.yaml", "/"})  # the page asks for a key itself
+OPEN_PREFIXES = ("/static/",)
 KEY_NAME_KEY = "gateway.key_name"  # in the scope: the name of the key that authenticated the request
 
 
@@ -48,7 +49,9 @@ class AuthMiddleware:
         self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.keys or scope["type"] not in ("http", "websocket") or scope["path"] in self.open_paths:
+        path = scope.get("path", "")
+        open_path = path in self.open_paths or path.startswith(OPEN_PREFIXES)
+        if not self.keys or scope["type"] not in ("http", "websocket") or open_path:
             await self.app(scope, receive, send)
             return
         name = self.match(presented_key(dict(scope["headers"])))

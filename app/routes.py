@@ -14,6 +14,7 @@ from app.mcp_tools import list_mcp_tools
 from app.metrics import get_metrics
 from app.native_chat import create_native_chat
 from app.openapi import Handler
+from app.page import get_chat_page, get_static_asset
 from app.websocket import chat_websocket
 
 HANDLERS: dict[str, Handler] = {
@@ -25,6 +26,8 @@ HANDLERS: dict[str, Handler] = {
     "getConversation": get_conversation,
     "deleteConversation": delete_conversation,
     "listMcpTools": list_mcp_tools,
+    "getChatPage": get_chat_page,
+    "getStaticAsset": get_static_asset,
     "listModels": list_models,
     "getHealth": get_health,
     "getMetrics": get_metrics,

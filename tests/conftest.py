@@ -71,6 +71,26 @@ class LiveServer:
         self.sock.close()
 
 
+class LiveServers:
+    """The gateways one test starts, each on its own port; all stopped when the test ends."""
+
+    def __init__(self) -> None:
+        self.running: list[LiveServer] = []
+
+    def start(self, app: Starlette) -> LiveServer:
+        server = LiveServer(app).__enter__()
+        self.running.append(server)
+        return server
+
+
+@pytest.fixture
+def live_servers() -> Iterator[LiveServers]:
+    servers = LiveServers()
+    yield servers
+    for server in servers.running:
+        server.__exit__()
+
+
 @pytest.fixture(scope="session")
 def live_server() -> Iterator[LiveServer]:
     with LiveServer(make_app()) as server:

@@ -24,7 +24,7 @@ from providers.catalog import ProviderSpec
 from providers.router import ModelConfig
 from tests.app.test_main import free_port, run_gateway, wait_until_up
 from tests.app.test_metrics import sample
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, LiveServers
 from tests.fake_vendor import FakeVendor
 
 CLOSE_WITHIN = 0.1  # the target: the upstream sees its connection closed within 100 ms of the client leaving
@@ -47,9 +47,8 @@ GatewayFactory = Callable[..., LiveServer]
 
 
 @pytest.fixture
-def gateway(vendor: FakeVendor) -> Iterator[GatewayFactory]:
+def gateway(vendor: FakeVendor, live_servers: LiveServers) -> GatewayFactory:
     """Starts a gateway in front of the fake vendor, with the reliability settings a test needs."""
-    servers: list[LiveServer] = []
 
     def start(models: dict[str, ModelConfig] | None = None, **reliability: Any) -> LiveServer:
         config = GatewayConfig(
@@ -60,13 +59,9 @@ def gateway(vendor: FakeVendor) -> Iterator[GatewayFactory]:
             },
             models=models or {},
         )
-        server = LiveServer(create_app(config)).__enter__()
-        servers.append(server)
-        return server
+        return live_servers.start(create_app(config))
 
-    yield start
-    for server in servers:
-        server.__exit__()
+    return start
 
 
 def body(model: str, stream: bool = True) -> dict[str, Any]:

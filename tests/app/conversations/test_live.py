@@ -20,7 +20,7 @@ import pytest
 from app.config import GatewayConfig, Reliability
 from app.main import create_app
 from providers.catalog import ProviderSpec
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, LiveServers
 from tests.fake_vendor import FakeVendor
 
 ids = itertools.count()
@@ -34,22 +34,19 @@ def vendor() -> Iterator[FakeVendor]:
 
 
 @pytest.fixture
-def start_gateway(database_url: str, vendor: FakeVendor, monkeypatch: pytest.MonkeyPatch) -> Iterator[Start]:
+def start_gateway(
+    database_url: str, vendor: FakeVendor, monkeypatch: pytest.MonkeyPatch, live_servers: LiveServers
+) -> Start:
     """Starts gateways (with their lifespan: schema at start-up, store closed at shutdown) on one database."""
     monkeypatch.setenv("DATABASE_URL", database_url)
-    servers: list[LiveServer] = []
 
     def start() -> LiveServer:
         config = GatewayConfig(
             reliability=Reliability(retries=0), providers={"vendor": ProviderSpec("openai", vendor.url, "sk-fake")}
         )
-        server = LiveServer(create_app(config)).__enter__()
-        servers.append(server)
-        return server
+        return live_servers.start(create_app(config))
 
-    yield start
-    for server in servers:
-        server.__exit__()
+    return start
 
 
 @pytest.fixture
