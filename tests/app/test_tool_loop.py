@@ -24,6 +24,7 @@ from tests.conftest import asgi_client
 from tests.mcp_server import ToolServer
 
 OPENAI = "https://openai.test/v1/chat/completions"
+RESPONSES = "https://openai.test/v1/responses"
 ANTHROPIC = "https://anthropic.test/v1/messages"
 GEMINI = "https://gemini.test/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
 OLLAMA = "http://ollama.test:11434/api/chat"
@@ -98,6 +99,63 @@ def anthropic_text(text: str) -> bytes:
     )
 
 
+RESPONSE_DONE = (
+    '{"type":"response.completed","response":{"id":"resp_1","object":"response","status":"completed","output":[],'
+    '"usage":{"input_tokens":%d,"output_tokens":%d,"total_tokens":0}}}'
+)
+
+
+def responses_call(name: str, arguments: str) -> bytes:
+    item = {
+        "id": "fc_1",
+        "type": "function_call",
+        "status": "in_progress",
+        "arguments": "",
+        "call_id": "call_r1",
+        "name": name,
+    }
+    return sse(
+        '{"type":"response.created","response":{"id":"resp_1","object":"response","status":"in_progress","output":[]}}',
+        orjson.dumps({"type": "response.output_item.added", "output_index": 0, "item": item}).decode(),
+        orjson.dumps(
+            {"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 0, "delta": arguments}
+        ).decode(),
+        orjson.dumps(
+            {
+                "type": "response.function_call_arguments.done",
+                "item_id": "fc_1",
+                "output_index": 0,
+                "arguments": arguments,
+            }
+        ).decode(),
+        RESPONSE_DONE % (10, 5),
+        events=(
+            "response.created",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.completed",
+        ),
+    )
+
+
+def responses_text(text: str) -> bytes:
+    return sse(
+        '{"type":"response.created","response":{"id":"resp_2","object":"response","status":"in_progress","output":[]}}',
+        orjson.dumps(
+            {
+                "type": "response.output_text.delta",
+                "item_id": "msg_1",
+                "output_index": 0,
+                "content_index": 0,
+                "delta": text,
+            }
+        ).decode(),
+        RESPONSE_DONE % (20, 4),
+        events=("response.created", "response.output_text.delta", "response.completed"),
+    )
+
+
 def gemini_call(name: str, arguments: str) -> bytes:
     part = {"functionCall": {"name": name, "args": orjson.loads(arguments)}}
     return sse(
@@ -151,6 +209,7 @@ def ollama_text(text: str) -> bytes:
 # vendor: (provider, model, URL, a tool call, a text answer, content type, where the result appears upstream)
 VENDORS: dict[str, tuple[str, str, str, Callable[[str, str], bytes], Callable[[str], bytes], str]] = {
     "openai": ("openai", "gpt-5", OPENAI, openai_call, openai_text, "text/event-stream"),
+    "openai-responses": ("openai", "gpt-5", RESPONSES, responses_call, responses_text, "text/event-stream"),
     "anthropic": ("anthropic", "claude-sonnet-4-5", ANTHROPIC, anthropic_call, anthropic_text, "text/event-stream"),
     "gemini": ("gemini", "gemini-2.5-flash", GEMINI, gemini_call, gemini_text, "text/event-stream"),
     "ollama": ("ollama", "llama3.2", OLLAMA, ollama_call, ollama_text, "application/x-ndjson"),
@@ -164,7 +223,7 @@ def tool_server() -> Iterator[ToolServer]:
 
 
 def config(tool_server: ToolServer, vendor: str = "openai", **extra: Any) -> GatewayConfig:
-    provider, model, *_ = VENDORS[vendor]
+    provider, model, url, *_ = VENDORS[vendor]
     return GatewayConfig(
         reliability=Reliability(retries=0),
         http=HttpSettings(transport="httpx"),  # respx fakes httpx's own transport; the MCP server is passed through
@@ -175,7 +234,7 @@ def config(tool_server: ToolServer, vendor: str = "openai", **extra: Any) -> Gat
             "ollama": ProviderSpec("ollama", "http://ollama.test:11434"),
         },
         mcp_servers={"tools": McpServerSpec(tool_server.url, timeout=extra.pop("tool_timeout", 30.0))},
-        models={"agent": ModelConfig(provider, model, mcp=["tools"])},
+        models={"agent": ModelConfig(provider, model, "responses" if url == RESPONSES else "chat", mcp=["tools"])},
         **extra,
     )
 
