@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 import orjson
 
-from app.conversations import postgres_turns
-from app.conversations.db import Database, Statement
+from app.conversations import postgres_turns, sqlite_turns
+from app.conversations.db import Database
 from app.conversations.records import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
@@ -139,23 +139,12 @@ class ConversationStore:
             if taken:
                 return "acquired", [message_of(row) for row in reversed(rows)]
             return ("busy" if exists else "missing"), []
-        (_, taken), (rows, _), (exists, _) = await self.db.batch(
-            [
-                (
-                    "UPDATE conversations SET turn_token = ?, turn_expires = ? "
-                    "WHERE id = ? AND owner = ? AND (turn_token IS NULL OR turn_expires < ?)",
-                    (token, now + ttl, conversation_id, owner, now),
-                ),
-                (
-                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND EXISTS "
-                    "(SELECT 1 FROM conversations WHERE id = ? AND turn_token = ?) ORDER BY seq DESC LIMIT ?",
-                    (conversation_id, conversation_id, token, max(history, 0)),
-                ),
-                ("SELECT 1 FROM conversations WHERE id = ? AND owner = ?", (conversation_id, owner)),
-            ]
+        (_, taken), (found, _) = await self.db.batch(
+            sqlite_turns.take(conversation_id, owner, token, now, ttl, history)
         )
+        exists, history_json = found[0]
         if taken:
-            return "acquired", [message_of(row) for row in reversed(rows)]
+            return "acquired", [message_of(row) for row in sqlite_turns.history_rows(history_json)]
         return ("busy" if exists else "missing"), []
 
     async def renew(self, token_prefix: str, expires: float) -> int:
@@ -182,46 +171,10 @@ class ConversationStore:
         if self.postgres:
             args = postgres_turns.append_args(conversation_id, token, messages, now, title)
             return bool(await self.db.fetch(postgres_turns.APPEND, *args))
-        count = len(messages)
-        statements: list[Statement] = [
-            (
-                "UPDATE conversations SET message_count = message_count + ?, updated_us = ?, "
-                "title = COALESCE(title, ?), "
-                "turn_expires = CASE WHEN turn_token = ? THEN NULL ELSE turn_expires END, "
-                "turn_token = CASE WHEN turn_token = ? THEN NULL ELSE turn_token END WHERE id = ?",
-                (count, int(now * 1_000_000), title, token, token, conversation_id),
-            )
-        ]
-        statements += [
-            insert_message(conversation_id, count - position, message, now) for position, message in enumerate(messages)
-        ]
-        (_, updated), *_ = await self.db.batch(statements, transaction=True)
+        (_, updated), _ = await self.db.batch(
+            sqlite_turns.append(conversation_id, token, messages, now, title), transaction=True
+        )
         return updated > 0
-
-
-def insert_message(conversation_id: str, from_end: int, message: NewMessage, now: float) -> Statement:
-    """The message numbered ``from_end`` places before the conversation's (already raised) message count.
-
-    Casts give PostgreSQL the parameters' types, which an INSERT ... SELECT does not tell it.
-    """
-    return (
-        f"INSERT INTO messages (conversation_id, {MESSAGE_COLUMNS}) SELECT id, message_count - CAST(? AS INTEGER), "
-        "CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), "
-        "CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION) FROM conversations WHERE id = ?",
-        (
-            from_end,
-            message.role,
-            message.body.decode(),
-            message.reasoning,
-            message.model,
-            message.finish_reason,
-            message.usage.decode() if message.usage is not None else None,
-            int(message.incomplete),
-            message.error,
-            now,
-            conversation_id,
-        ),
-    )
 
 
 def decode_cursor(cursor: str) -> tuple[int, str]:
