@@ -42,4 +42,4 @@ chromium: ## Install Debian's Chromium for the browser tests, if missing (they s
 	  echo "make chromium: could not install Chromium (needs apt and root); the browser tests will skip"
 
 clean: ## Remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage test-results
