@@ -6,7 +6,7 @@
   answer has reached the client. 400, 401, 403 and 404 are never retried.
 - One watchdog per request enforces the timeouts on events (first token, idle between content
   events, total), sends keep-alive comments while the stream is silent, and ends streams when the
-  shutdown grace period is over. The per-chunk path only stamps the time.
+  shutdown grace period is over (``app/watchdog.py``). The per-chunk path only stamps the time.
 - The status is committed when an upstream answers, or when the first keep-alive is due; before
   that a failure is an error response with its own status, after it an error event.
 
@@ -33,8 +33,8 @@ from app.gateway import Gateway
 from app.middleware import AccessRecord
 from app.native import Summary
 from app.outlets import SERVER_SEND_KEY, HttpOutlet, Outlet, StreamEncoder, WholeAnswer
-from app.shutdown import SHUTDOWN
 from app.tool_loop import ToolLoop
+from app.watchdog import Watchdog
 from providers.base import (
     CONTENT_EVENTS,
     Deployment,
@@ -45,8 +45,6 @@ from providers.base import (
     Start,
     StreamTruncatedError,
     UpstreamAuthError,
-    UpstreamTimeoutError,
-    UpstreamUnavailableError,
 )
 from providers.request import ChatRequest
 from providers.router import Plan
@@ -56,7 +54,7 @@ TIMEOUT_NAMES = {"first_token": "first-token", "idle": "idle", "total": "total"}
 log = structlog.get_logger("gateway")
 
 
-class Exchange:
+class Exchange(Watchdog):
     def __init__(
         self,
         gateway: Gateway,
@@ -325,83 +323,6 @@ class Exchange:
 
     def deployment_header(self) -> list[tuple[bytes, bytes]]:
         return [(b"x-gateway-deployment", self.record.deployment.encode())] if self.record.deployment else []
-
-    def poke(self) -> None:
-        """The state changed (an attempt began, the first token came, shutdown began): recompute deadlines."""
-        if self.wakeup is not None and not self.wakeup.done():
-            self.wakeup.set_result(None)
-
-    async def sleep_until(self, delay: float | None) -> None:
-        """Until ``delay`` passes (forever if None) or until ``poke``; one future and one timer, no task."""
-        loop = asyncio.get_running_loop()
-        self.wakeup = loop.create_future()
-        timer = loop.call_later(delay, self.poke) if delay is not None else None
-        try:
-            await self.wakeup
-        finally:
-            if timer is not None:
-                timer.cancel()
-
-    async def watch(self) -> None:
-        """Sleeps until the nearest deadline, or until the state changes; then acts on what is due."""
-        SHUTDOWN.listen(self)
-        while True:
-            due, what = self.next_deadline()
-            delay = due - time.monotonic()
-            if delay > 0:
-                await self.sleep_until(delay)
-                continue
-            if what == "keepalive":
-                if not self.outlet.committed:
-                    await self.commit([])
-                self.last_sent = time.monotonic()
-                await self.write(self.outlet.keepalive or b"")
-            elif what in ("total", "shutdown"):
-                self.stop = self.expired = what
-                if self.main_task is not None:
-                    self.main_task.cancel()  # through the attempt in flight, which closes its upstream
-                return
-            else:
-                self.expired = what
-                if self.attempt_task is not None:
-                    self.attempt_task.cancel()
-                await self.sleep_until(None)  # until the next attempt begins
-
-    def next_deadline(self) -> tuple[float, str]:
-        timeouts, never = self.timeouts, float("inf")
-        deadlines = [(self.started + (timeouts.total or never), "total")]
-        if self.attempt_task is not None and self.expired is None:
-            if self.first_content:
-                deadlines.append((self.last_content + (timeouts.idle or never), "idle"))
-            else:
-                deadlines.append((self.attempt_started + (timeouts.first_token or never), "first_token"))
-        if self.chat.stream and self.phase != "done" and self.outlet.keepalive is not None:
-            deadlines.append((self.last_sent + self.reliability.keepalive_seconds, "keepalive"))
-        if SHUTDOWN.started_at is not None:
-            deadlines.append((SHUTDOWN.started_at + self.reliability.shutdown_grace_seconds, "shutdown"))
-        return min(deadlines)
-
-    def timeout_error(self) -> UpstreamTimeoutError:
-        name = self.expired or "total"
-        seconds = getattr(self.timeouts, name, None)
-        what = {"first_token": "no first token", "idle": "no new token", "total": "no complete answer"}[name]
-        provider = self.deployment.provider if self.deployment else "the provider"
-        return UpstreamTimeoutError(
-            f"{provider} sent {what} within {seconds:g} s (timeouts.{name}). Retry, or raise that timeout in "
-            "the gateway's config for slow models."
-        )
-
-    def stopped_error(self) -> ApiError:
-        if self.stop == "shutdown":
-            grace = self.reliability.shutdown_grace_seconds
-            return ApiError.from_provider(
-                UpstreamUnavailableError(
-                    f"The gateway is shutting down and ended this answer after its grace period of {grace:g} s; "
-                    "retry the request.",
-                    retry_after=1,
-                )
-            )
-        return ApiError.from_provider(self.timeout_error())
 
 
 async def _never_send(message: Message) -> None:
