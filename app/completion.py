@@ -16,6 +16,8 @@ from providers.base import (
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
+    ToolResult,
+    ToolRun,
     Usage,
 )
 
@@ -94,6 +96,9 @@ class CompletionBuilder:
         self.tool_calls: dict[int, tuple[str, str, list[str]]] = {}
         self.usage = Usage()
         self.finish: FinishReason | None = None
+        # The tool rounds the gateway ran (MCP): each call with its round and where the text stood then.
+        self.tool_runs: list[tuple[int, int, ToolRun]] = []
+        self.tool_results: dict[str, ToolResult] = {}
 
     def add(self, event: Event) -> None:
         match event:
@@ -111,6 +116,12 @@ class CompletionBuilder:
                 self.finish = reason
             case Start():
                 pass
+            case ToolRun():
+                answered = bool(self.tool_runs) and self.tool_runs[-1][2].id in self.tool_results
+                round_ = (self.tool_runs[-1][0] + answered) if self.tool_runs else 0
+                self.tool_runs.append((round_, len(self.text), event))
+            case ToolResult():
+                self.tool_results[event.id] = event
 
     def encode(self, completion_id: str, created: int, model: str) -> bytes:
         assert self.finish is not None

@@ -27,7 +27,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app import metrics
 from app.completion import CompletionBuilder
-from app.conversations.turns import Outcome, Turn
+from app.conversations.answers import Outcome
+from app.conversations.turns import Turn
 from app.errors import REQUEST_ID_KEY, ApiError
 from app.gateway import Gateway
 from app.middleware import AccessRecord

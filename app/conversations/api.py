@@ -150,7 +150,7 @@ def summary(conversation: Conversation) -> dict[str, Any]:
 
 def message_out(message: StoredMessage) -> dict[str, Any]:
     """The OpenAI-shaped message, with what the gateway recorded about it."""
-    out: dict[str, Any] = {"seq": message.seq, **orjson.loads(message.body)}
+    out: dict[str, Any] = {"seq": message.seq, "content": None, **orjson.loads(message.body)}
     out["incomplete"] = message.incomplete
     out["created_at"] = int(message.created_at)
     if message.role == "assistant":

@@ -15,29 +15,26 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncGenerator, Coroutine
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import structlog
 
 from app.completion import CompletionBuilder
+from app.conversations.answers import Outcome, answer_messages
 from app.conversations.db import DatabaseError
 from app.conversations.history import replayable, window
 from app.conversations.records import NewMessage, StoredMessage
 from app.conversations.settings import ConversationSettings
 from app.conversations.store import ConversationStore
 from app.errors import ApiError
-from app.native import NativeUsage
 from providers.base import Event
 from providers.request import (
     JSON_ENCODER,
-    AssistantMessage,
     ChatRequest,
     DeveloperMessage,
-    FunctionCall,
     Message,
     SystemMessage,
-    ToolCall,
     UserMessage,
     message_role,
     message_text,
@@ -45,7 +42,6 @@ from providers.request import (
 
 LEASE_SECONDS = 60.0  # a turn's hold on its conversation, renewed every third of it while the gateway lives
 STORE_RETRY_DELAYS = (0.1, 0.5, 2.0)
-Outcome = Literal["complete", "cancelled", "failed"]
 log = structlog.get_logger("gateway.conversations")
 
 
@@ -204,7 +200,7 @@ class Turn:
         if outcome is None:
             return conversations.spawn(conversations.release(self.conversation_id, self.token))
         messages = [NewMessage(message_role(m), JSON_ENCODER.encode(m)) for m in self.new]
-        messages.append(answer(self.builder, outcome, model, error))
+        messages += answer_messages(self.builder, outcome, model, error)
         return conversations.spawn(conversations.save(self.conversation_id, self.token, messages, self.title()))
 
     def title(self) -> str | None:
@@ -213,24 +209,6 @@ class Turn:
             if isinstance(message, UserMessage):
                 return " ".join(message_text(message.content).split()) or None
         return None
-
-
-def answer(builder: CompletionBuilder, outcome: Outcome, model: str | None, error: str | None) -> NewMessage:
-    calls = [
-        ToolCall(call_id, FunctionCall(name, "".join(arguments)))
-        for call_id, name, arguments in (builder.tool_calls[i] for i in sorted(builder.tool_calls))
-    ]
-    message = AssistantMessage(content="".join(builder.text) or None, tool_calls=calls or None)
-    return NewMessage(
-        "assistant",
-        JSON_ENCODER.encode(message),
-        incomplete=outcome != "complete",
-        reasoning="".join(builder.reasoning) or None,
-        model=model,
-        finish_reason=builder.finish if outcome == "complete" else None,
-        usage=JSON_ENCODER.encode(NativeUsage.of(builder.usage)),
-        error=error if outcome == "failed" else "cancelled" if outcome == "cancelled" else None,
-    )
 
 
 def split_system(messages: list[Message]) -> tuple[list[Message], list[Message]]:

@@ -259,15 +259,20 @@ def answers(*bodies: bytes, content_type: str = "text/event-stream") -> Callable
 @pytest.fixture
 async def client_for(tool_server: ToolServer) -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
     clients: list[httpx.AsyncClient] = []
+    apps = []
 
     def make(gateway_config: GatewayConfig) -> httpx.AsyncClient:
-        client = asgi_client(create_app(gateway_config))
+        app = create_app(gateway_config)
+        apps.append(app)
+        client = asgi_client(app)
         clients.append(client)
         return client
 
     yield make
     for client in clients:
         await client.aclose()
+    for app in apps:
+        await app.state.gateway.conversations.close()
 
 
 def native_events(body: str) -> list[tuple[str, dict[str, Any]]]:
@@ -471,3 +476,29 @@ def test_the_websocket_shows_the_loop_as_it_runs(tool_server: ToolServer, mock: 
     assert [f["type"] for f in frames] == ["status", "tool_call", "tool_result", "token", "complete"]
     assert frames[2]["content"] == "Sunny and 21 °C in Oslo"
     assert frames[2]["request_id"] == "r1"
+
+
+async def test_a_conversation_keeps_the_tool_rounds_for_the_next_turn(
+    tool_server: ToolServer, mock: respx.MockRouter, client_for: Callable[..., httpx.AsyncClient]
+) -> None:
+    route = mock.post(OPENAI).mock(
+        side_effect=answers(
+            openai_call("add", '{"a":2,"b":40}'), openai_text("The sum is 42."), openai_text("You asked for a sum.")
+        )
+    )
+    client = client_for(config(tool_server))
+    conversation = (await client.post("/api/v1/conversations")).json()["id"]
+    body = {"model": "agent", "conversation_id": conversation}
+    await client.post("/v1/chat/completions", json={**body, "messages": [{"role": "user", "content": "2 + 40?"}]})
+    stored = (await client.get(f"/api/v1/conversations/{conversation}")).json()["messages"]
+    assert [(m["role"], m["content"]) for m in stored] == [
+        ("user", "2 + 40?"),
+        ("assistant", None),
+        ("tool", "42"),
+        ("assistant", "The sum is 42."),
+    ]
+    assert stored[1]["tool_calls"][0]["function"] == {"name": "add", "arguments": '{"a":2,"b":40}'}
+    assert stored[2]["tool_call_id"] == stored[1]["tool_calls"][0]["id"]
+    await client.post("/v1/chat/completions", json={**body, "messages": [{"role": "user", "content": "What was it?"}]})
+    sent = orjson.loads(route.calls[2].request.content)["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool", "assistant", "user"]
