@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+import structlog
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -36,6 +37,8 @@ from providers.catalog import HOW_TO_ENABLE, ProviderSpec, build_provider, env_s
 from providers.http import make_client
 from providers.router import Router
 from providers.simulated import SimulatedProvider
+
+log = structlog.get_logger("gateway")
 
 
 class GatewayApp(Starlette):
@@ -75,7 +78,10 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         SHUTDOWN.install(asyncio.get_running_loop())
-        await conversations.ready()  # the schema is created or migrated before the first request
+        try:
+            await conversations.ready()  # the schema is created or migrated before the first request
+        except DatabaseError as exc:  # the gateway serves on; conversation requests get a 503 until it answers
+            log.error("conversation_store_unavailable", error=str(exc))
         await mcp.start()  # every MCP server's tools; one that is down is retried, never fatal
         try:
             yield

@@ -40,6 +40,7 @@ from providers.request import (
     message_text,
 )
 
+REOPEN_SECONDS = 5.0  # how often a store that could not be opened is tried again
 LEASE_SECONDS = 60.0  # a turn's hold on its conversation, renewed every third of it while the gateway lives
 STORE_RETRY_DELAYS = (0.1, 0.5, 2.0)
 log = structlog.get_logger("gateway.conversations")
@@ -51,20 +52,38 @@ class Conversations:
         self.settings = settings
         self.instance = uuid.uuid4().hex[:16]  # this process's lease tokens start with it
         self.opening: asyncio.Task[None] | None = None
+        self.failed_at = 0.0  # when opening the store last failed
         self.pending: set[asyncio.Task[None]] = set()  # turns being stored
         self.released: dict[str, asyncio.Event] = {}  # wakes this process's waiters for a conversation
         self.held = 0
         self.renewer: asyncio.Task[None] | None = None
 
     async def ready(self) -> None:
-        """Open the database and bring its schema up to date, once; start-up does it, else the first use."""
-        if self.opening is None:
-            self.opening = asyncio.ensure_future(self.open())
-        await asyncio.shield(self.opening)
+        """Open the database and bring its schema up to date, once; start-up does it, else the first use.
+
+        A store that could not be opened is tried again, at most every REOPEN_SECONDS; in between,
+        requests that need it fail at once with the same error instead of each waiting to connect.
+        """
+        opening = self.opening
+        if opening is not None and opening.done() and (opening.cancelled() or opening.exception() is not None):
+            if time.monotonic() - self.failed_at < REOPEN_SECONDS:
+                await opening  # raises the error again
+            opening = None
+        if opening is None:
+            self.opening = opening = asyncio.ensure_future(self.open())
+        await asyncio.shield(opening)
 
     async def open(self) -> None:
-        await self.store.db.open()
-        await self.store.migrate()
+        try:
+            await self.store.db.open()
+            try:
+                await self.store.migrate()
+            except BaseException:
+                await self.store.db.close()
+                raise
+        except BaseException:
+            self.failed_at = time.monotonic()
+            raise
 
     async def close(self) -> None:
         """Store what is pending, then close the database."""

@@ -25,7 +25,7 @@ class RecordingProvider:
     """Answers ``answer <n>`` to the n-th request, slowly when asked, and keeps every request it got."""
 
     name = "rec"
-    models = ("m",)
+    models: tuple[str, ...] = ("m",)
 
     def __init__(self, delay: float = 0.0, fail_after: int | None = None):
         self.requests: list[ChatRequest] = []

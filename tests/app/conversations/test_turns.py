@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 import msgspec
@@ -13,7 +14,12 @@ from starlette.testclient import TestClient
 
 from app.auth import AuthSettings, GatewayKey
 from app.config import GatewayConfig, HttpSettings
+from app.conversations import turns
+from app.conversations.databases import open_database
+from app.conversations.db import DatabaseError
 from app.conversations.settings import ConversationSettings, HistoryLimits
+from app.conversations.store import ConversationStore
+from app.conversations.turns import Conversations
 from app.main import create_app
 from providers.base import Event, Finish, Start, ToolCallDelta, ToolCallStart, Usage
 from providers.catalog import ProviderSpec
@@ -26,6 +32,7 @@ from tests.app.conversations.helpers import (
     serving,
     stored,
 )
+from tests.conftest import LiveServer, make_app
 from tests.fakes import ScriptedProvider
 from tests.providers.streams import fixture, streamed
 
@@ -382,3 +389,35 @@ async def test_history_reaches_each_vendor_in_its_own_dialect(
     assert answer
     assert orjson.dumps(history).count(answer.encode()[:10]) == 1
     assert b"be brief" in route.calls[-1].request.content
+
+
+async def test_a_store_that_failed_to_open_is_tried_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the store's directory should be")
+    conversations = Conversations(
+        ConversationStore(open_database(f"sqlite:///{blocker}/conversations.db")), ConversationSettings()
+    )
+    with pytest.raises(DatabaseError, match="Cannot open"):
+        await conversations.ready()
+    blocker.unlink()
+    with pytest.raises(DatabaseError):  # within REOPEN_SECONDS: the same error at once, no new attempt
+        await conversations.ready()
+    monkeypatch.setattr(turns, "REOPEN_SECONDS", 0.0)
+    await conversations.ready()
+    assert (tmp_path / "blocker" / "conversations.db").exists()
+    await conversations.close()
+
+
+def test_a_gateway_starts_without_its_store_and_says_why(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody:hunter2@127.0.0.1:1/none")
+    with LiveServer(make_app([RecordingProvider()])) as live:
+        assert httpx.get(f"{live.url}/health").status_code == 200
+        plain = {"model": "rec/m", "messages": [{"role": "user", "content": "x"}]}
+        assert httpx.post(f"{live.url}/v1/chat/completions", json=plain).status_code == 200
+        refused = httpx.post(f"{live.url}/api/v1/conversations")
+        assert (refused.status_code, refused.json()["error"]["code"]) == (503, "conversation_store_unavailable")
+    logged = capfd.readouterr().out
+    assert '"event":"conversation_store_unavailable"' in logged
+    assert "hunter2" not in logged
