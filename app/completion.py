@@ -87,13 +87,42 @@ class ChatCompletion(Struct):
 ENCODER = msgspec.json.Encoder()
 
 
+class FinishedCall(Struct, frozen=True):
+    index: int
+    id: str
+    name: str
+    arguments: str
+
+
+class ToolCallParts:
+    """Tool calls as they stream: each starts with its id and name, then its arguments come in pieces."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, tuple[str, str, list[str]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.calls)
+
+    def start(self, event: ToolCallStart) -> None:
+        self.calls[event.index] = (event.id, event.name, [])
+
+    def extend(self, event: ToolCallDelta) -> None:
+        self.calls[event.index][2].append(event.arguments)
+
+    def finished(self) -> list[FinishedCall]:
+        """Every call, in index order, its arguments joined."""
+        return [
+            FinishedCall(i, call_id, name, "".join(parts)) for i, (call_id, name, parts) in sorted(self.calls.items())
+        ]
+
+
 class CompletionBuilder:
     """Collects one answer's events; ``finish`` stays None until the provider said how it ended."""
 
     def __init__(self) -> None:
         self.text: list[str] = []
         self.reasoning: list[str] = []
-        self.tool_calls: dict[int, tuple[str, str, list[str]]] = {}
+        self.tool_calls = ToolCallParts()
         self.usage = Usage()
         self.finish: FinishReason | None = None
         # The tool rounds the gateway ran (MCP): each call with its round and where the text stood then.
@@ -106,10 +135,10 @@ class CompletionBuilder:
                 self.text.append(text)
             case ReasoningDelta(text=text):
                 self.reasoning.append(text)
-            case ToolCallStart(index=index, id=call_id, name=name):
-                self.tool_calls[index] = (call_id, name, [])
-            case ToolCallDelta(index=index, arguments=arguments):
-                self.tool_calls[index][2].append(arguments)
+            case ToolCallStart():
+                self.tool_calls.start(event)
+            case ToolCallDelta():
+                self.tool_calls.extend(event)
             case Usage():
                 self.usage = event
             case Finish(reason=reason):
@@ -129,7 +158,8 @@ class CompletionBuilder:
         if self.reasoning:
             message.reasoning_content = "".join(self.reasoning)
         if self.tool_calls:
-            calls = (self.tool_calls[i] for i in sorted(self.tool_calls))
-            message.tool_calls = [ToolCallOut(id_, FunctionOut(name, "".join(args))) for id_, name, args in calls]
+            message.tool_calls = [
+                ToolCallOut(c.id, FunctionOut(c.name, c.arguments)) for c in self.tool_calls.finished()
+            ]
         choice = Choice(message, self.finish)
         return ENCODER.encode(ChatCompletion(completion_id, created, model, [choice], UsageOut.of(self.usage)))

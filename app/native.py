@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
-from app.completion import CompletionBuilder
+from app.completion import CompletionBuilder, ToolCallParts
 from app.errors import ApiError, ErrorBody
 from providers.base import (
     Event,
@@ -73,17 +73,10 @@ class Complete(Struct):
     duration_ms: float
 
 
-class Answer(Struct, omit_defaults=True):
+class Answer(Complete, omit_defaults=True):
     """The whole answer when the client did not ask for a stream: ``complete`` plus the content."""
 
-    message_id: str
     content: str
-    finish_reason: FinishReason
-    usage: NativeUsage
-    model: str
-    provider: str | None
-    ttft_ms: float | None
-    duration_ms: float
     reasoning: str | None = None
     tool_calls: list[ToolCallOut] | None = None
 
@@ -92,7 +85,7 @@ class NativeEvents:
     """Canonical events as (name, payload); tool calls are held until their arguments are complete."""
 
     def __init__(self) -> None:
-        self.calls: dict[int, tuple[str, str, list[str]]] = {}
+        self.calls = ToolCallParts()
         self.usage: Usage | None = None
         self.finish: FinishReason | None = None
 
@@ -106,10 +99,10 @@ class NativeEvents:
                 return "token", {"content": text}
             case ReasoningDelta(text=text):
                 return "reasoning", {"content": text}
-            case ToolCallStart(index=index, id=call_id, name=name):
-                self.calls[index] = (call_id, name, [])
-            case ToolCallDelta(index=index, arguments=arguments):
-                self.calls[index][2].append(arguments)
+            case ToolCallStart():
+                self.calls.start(event)
+            case ToolCallDelta():
+                self.calls.extend(event)
             case Usage():
                 self.usage = event
             case Finish(reason=reason):
@@ -123,20 +116,12 @@ class NativeEvents:
     def closing(self, summary: Summary) -> list[tuple[str, Any]]:
         calls = [("tool_call", call) for call in tool_calls(self.calls)]
         assert self.finish is not None
-        complete = Complete(
-            summary.message_id,
-            self.finish,
-            NativeUsage.of(self.usage),
-            summary.model,
-            summary.provider,
-            summary.ttft_ms,
-            summary.duration_ms,
-        )
+        complete = completion(summary, self.finish, self.usage)
         return [*calls, ("complete", complete)]
 
 
-def tool_calls(calls: dict[int, tuple[str, str, list[str]]]) -> list[ToolCallOut]:
-    return [ToolCallOut(i, call_id, name, "".join(parts)) for i, (call_id, name, parts) in sorted(calls.items())]
+def tool_calls(calls: ToolCallParts) -> list[ToolCallOut]:
+    return [ToolCallOut(c.index, c.id, c.name, c.arguments) for c in calls.finished()]
 
 
 class NativeEncoding:
@@ -205,18 +190,20 @@ def error_body(error: ApiError, request_id: str) -> ErrorBody:
 
 def whole_answer(builder: CompletionBuilder, summary: Summary) -> bytes:
     assert builder.finish is not None
-    calls = tool_calls({i: (c, n, parts) for i, (c, n, parts) in builder.tool_calls.items()})
-    return ENCODER.encode(
-        Answer(
-            summary.message_id,
-            "".join(builder.text),
-            builder.finish,
-            NativeUsage.of(builder.usage),
-            summary.model,
-            summary.provider,
-            summary.ttft_ms,
-            summary.duration_ms,
-            "".join(builder.reasoning) or None,
-            calls or None,
-        )
+    calls = tool_calls(builder.tool_calls)
+    base = msgspec.structs.asdict(completion(summary, builder.finish, builder.usage))
+    content, reasoning = "".join(builder.text), "".join(builder.reasoning) or None
+    return ENCODER.encode(Answer(**base, content=content, reasoning=reasoning, tool_calls=calls or None))
+
+
+def completion(summary: Summary, finish: FinishReason, usage: Usage | None) -> Complete:
+    """The ``complete`` event: what the exchange knows, and how the answer ended."""
+    return Complete(
+        summary.message_id,
+        finish,
+        NativeUsage.of(usage),
+        summary.model,
+        summary.provider,
+        summary.ttft_ms,
+        summary.duration_ms,
     )

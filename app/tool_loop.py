@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from app.completion import FinishedCall, ToolCallParts
 from app.mcp_tools import McpRegistry, OfferedTool
 from app.middleware import AccessRecord
 from providers.base import (
@@ -41,18 +42,12 @@ from providers.mcp import McpError
 from providers.request import AssistantMessage, ChatRequest, FunctionCall, Message, ToolCall, ToolMessage
 
 
-class Call(msgspec.Struct):
-    id: str
-    name: str
-    arguments: list[str]
-
-
 class Round:
     """What one model call produced besides the streamed text: its tool calls, usage and finish."""
 
     def __init__(self) -> None:
         self.text: list[str] = []
-        self.calls: dict[int, Call] = {}
+        self.calls = ToolCallParts()
         self.usage = Usage()
         self.finish: FinishReason = "stop"
 
@@ -85,19 +80,20 @@ class ToolLoop:
             finally:
                 await stream.aclose()
             usage = add_usage(usage, round_.usage)
-            ours = [c for c in round_.calls.values() if c.name in self.offered]
-            theirs = [c for c in round_.calls.values() if c.name not in self.offered]
+            calls = round_.calls.finished()
+            ours = [c for c in calls if c.name in self.offered]
+            theirs = [c for c in calls if c.name not in self.offered]
             results: list[ToolResult] = []
             if ours:
                 for call in ours:
-                    yield ToolRun(call.id, call.name, "".join(call.arguments), self.offered[call.name].server)
+                    yield ToolRun(call.id, call.name, call.arguments, self.offered[call.name].server)
                 results = await asyncio.gather(*(self.call(c) for c in ours))
                 for result in results:
                     yield result
             if not ours or theirs:
                 for index, call in enumerate(theirs):
                     yield ToolCallStart(index, call.id, call.name)
-                    yield ToolCallDelta(index, "".join(call.arguments))
+                    yield ToolCallDelta(index, call.arguments)
                 yield usage
                 yield Finish("tool_calls" if theirs else round_.finish)
                 return
@@ -115,10 +111,10 @@ class ToolLoop:
                 return event
             case ReasoningDelta():
                 return event
-            case ToolCallStart(index=index, id=call_id, name=name):
-                round_.calls[index] = Call(call_id, name, [])
-            case ToolCallDelta(index=index, arguments=arguments):
-                round_.calls[index].arguments.append(arguments)
+            case ToolCallStart():
+                round_.calls.start(event)
+            case ToolCallDelta():
+                round_.calls.extend(event)
             case Usage():
                 round_.usage = event
             case Finish(reason=reason):
@@ -127,13 +123,13 @@ class ToolLoop:
                 return event
         return None
 
-    async def call(self, call: Call) -> ToolResult:
+    async def call(self, call: FinishedCall) -> ToolResult:
         """Run one MCP tool; a failure or timeout is a result the model reads, not an error of the request."""
         tool = self.offered[call.name]
         started = time.perf_counter()
         outcome, content, is_error = "ok", "", False
         try:
-            arguments = parse_arguments("".join(call.arguments))
+            arguments = parse_arguments(call.arguments)
             async with asyncio.timeout(self.registry.servers[tool.server].client.spec.timeout):
                 answer = await self.registry.servers[tool.server].client.call_tool(tool.name, arguments)
             content, is_error = answer.text, answer.is_error
@@ -154,11 +150,11 @@ class ToolLoop:
             self.note(tool, call, outcome, duration)
         return ToolResult(call.id, call.name, tool.server, content, is_error, duration)
 
-    def note(self, tool: OfferedTool, call: Call, outcome: str, duration_ms: float) -> None:
+    def note(self, tool: OfferedTool, call: FinishedCall, outcome: str, duration_ms: float) -> None:
         entry: dict[str, Any] = {"server": tool.server, "tool": tool.name, "duration_ms": duration_ms}
         entry["outcome"] = outcome
         if self.log_arguments:
-            entry["arguments"] = "".join(call.arguments)
+            entry["arguments"] = call.arguments
         self.record.tool_calls.append(entry)
 
 
@@ -169,11 +165,11 @@ def parse_arguments(raw: str) -> dict[str, Any]:
     return value
 
 
-def exchanged(round_: Round, calls: list[Call], results: list[str]) -> list[Message]:
+def exchanged(round_: Round, calls: list[FinishedCall], results: list[str]) -> list[Message]:
     """The round as the model will read it next time: its message with the tool calls, then each result."""
     assistant = AssistantMessage(
         content="".join(round_.text) or None,
-        tool_calls=[ToolCall(c.id, FunctionCall(c.name, "".join(c.arguments))) for c in calls],
+        tool_calls=[ToolCall(c.id, FunctionCall(c.name, c.arguments)) for c in calls],
     )
     return [assistant, *(ToolMessage(result, call.id) for call, result in zip(calls, results, strict=True))]
 

@@ -48,10 +48,7 @@ def final_answer(
     builder: CompletionBuilder, start: int, outcome: Outcome, model: str | None, error: str | None
 ) -> NewMessage:
     """The answer after the last tool round: its text, the client's tool calls, usage and how it ended."""
-    calls = [
-        ToolCall(call_id, FunctionCall(name, "".join(arguments)))
-        for call_id, name, arguments in (builder.tool_calls[i] for i in sorted(builder.tool_calls))
-    ]
+    calls = [ToolCall(call.id, FunctionCall(call.name, call.arguments)) for call in builder.tool_calls.finished()]
     message = AssistantMessage(content="".join(builder.text[start:]) or None, tool_calls=calls or None)
     return NewMessage(
         "assistant",

@@ -51,6 +51,19 @@ class Database(Queries, Protocol):
         ...
 
 
+class SingleQueries:
+    """``fetch`` and ``execute`` as batches of one, for databases whose unit of work is the batch."""
+
+    async def batch(self, statements: list[Statement], *, transaction: bool = False) -> list[tuple[list[Row], int]]:
+        raise NotImplementedError
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return (await self.batch([(sql, args)]))[0][0]
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return (await self.batch([(sql, args)]))[0][1]
+
+
 def redact_url(url: str) -> str:
     """The URL without its password, for messages and logs."""
     return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from app.conversations.db import POSTGRES_ERRORS, DatabaseError, Queries, Row, Statement, redact_url
+from app.conversations.db import POSTGRES_ERRORS, DatabaseError, Queries, Row, SingleQueries, Statement, redact_url
 
 PLACEHOLDER = re.compile(r"\?")
 
@@ -29,7 +29,7 @@ def changed_rows(status: str) -> int:
     return int(last) if last.isdigit() else 0
 
 
-class PostgresDatabase:
+class PostgresDatabase(SingleQueries):
     """asyncpg's pool; every replica's gateway shares the one database."""
 
     def __init__(self, url: str, pool_size: int):
@@ -77,12 +77,6 @@ class PostgresDatabase:
                     return [await queries.run(sql, args) for sql, args in statements]
         except POSTGRES_ERRORS as exc:
             raise DatabaseError(f"The PostgreSQL conversation store refused a query: {exc}.") from exc
-
-    async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return (await self.batch([(sql, args)]))[0][0]
-
-    async def execute(self, sql: str, *args: Any) -> int:
-        return (await self.batch([(sql, args)]))[0][1]
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.conversations.db import DatabaseError, Queries, Row, Statement
+from app.conversations.db import DatabaseError, Queries, Row, SingleQueries, Statement
 
 T = TypeVar("T")
 
@@ -34,7 +34,7 @@ class Job:
 Done = list[tuple[Job, Any, BaseException | None]]
 
 
-class SqliteDatabase:
+class SqliteDatabase(SingleQueries):
     """WAL mode, so readers in other worker processes do not block the writer."""
 
     def __init__(self, path: str):
@@ -127,12 +127,6 @@ class SqliteDatabase:
             async with self.lock:
                 pass
         return await self.call(self.run_batch, statements, transaction)
-
-    async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return (await self.batch([(sql, args)]))[0][0]
-
-    async def execute(self, sql: str, *args: Any) -> int:
-        return (await self.batch([(sql, args)]))[0][1]
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:
