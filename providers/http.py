@@ -87,12 +87,17 @@ async def open_stream(
 
 
 def connect_error(provider: str, exc: httpx.TransportError) -> ProviderError:
-    # httpx-aiohttp reports a refused connection as ConnectTimeout; its cause tells the truth.
-    cause = exc.__cause__
-    refused = isinstance(cause, OSError) and not isinstance(cause, TimeoutError)
-    if isinstance(exc, httpx.TimeoutException) and not refused:
+    if timed_out(exc):
         return UpstreamTimeoutError(f"{provider} did not answer in time ({type(exc).__name__}).")
+    cause = exc.__cause__
     return UpstreamUnavailableError(f"The gateway could not reach {provider}: {cause or exc or type(exc).__name__}.")
+
+
+def timed_out(exc: httpx.HTTPError) -> bool:
+    """Whether ``exc`` is a real timeout. httpx-aiohttp reports a refused or dropped connection as
+    ConnectTimeout too; the cause tells the truth (a timeout's cause is a timeout, by name)."""
+    cause = exc.__cause__
+    return isinstance(exc, httpx.TimeoutException) and (cause is None or "timeout" in type(cause).__name__.lower())
 
 
 async def read_bounded(response: httpx.Response) -> bytes:

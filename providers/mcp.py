@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from providers.http import timed_out
 from providers.sse import SSEDecoder
 
 PROTOCOL_VERSION = "2025-11-25"  # the newest revision reachable through the initialize handshake
@@ -197,11 +198,6 @@ class McpClient:
                 if reply.id == message_id and reply.method is None:
                     return reply
         raise McpError(f"MCP server {self.name} ended its stream without answering request {message_id}.")
-
-
-def timed_out(exc: httpx.HTTPError) -> bool:
-    """httpx-aiohttp reports a refused or dropped connection as ConnectTimeout too; the cause tells which."""
-    return isinstance(exc, httpx.TimeoutException) and "timeout" in type(exc.__cause__ or exc).__name__.lower()
 
 
 class SessionLostError(Exception):

@@ -22,7 +22,16 @@ from providers.base import (
     UpstreamUnavailableError,
     Usage,
 )
-from providers.http import common_error, error_for, in_band_error, make_client, retry_after_from, upstream_events
+from providers.http import (
+    common_error,
+    connect_error,
+    error_for,
+    in_band_error,
+    make_client,
+    retry_after_from,
+    timed_out,
+    upstream_events,
+)
 from providers.openai import ChatStream
 from tests.providers.streams import fixture
 
@@ -146,3 +155,22 @@ async def test_a_connection_that_breaks_mid_answer_is_a_502() -> None:
         with pytest.raises(ProviderError, match="broke mid-answer") as info:
             [e async for e in stream]
     assert info.value.status == 502
+
+
+class ServerDisconnectedError(Exception):
+    """Stands in for aiohttp's, which httpx-aiohttp wraps in a ConnectTimeout."""
+
+
+def wrapped(cause: BaseException | None) -> httpx.ConnectTimeout:
+    exc = httpx.ConnectTimeout("wrapped")
+    exc.__cause__ = cause
+    return exc
+
+
+def test_only_a_real_timeout_counts_as_one() -> None:
+    assert timed_out(wrapped(None))
+    assert timed_out(wrapped(TimeoutError()))
+    assert not timed_out(wrapped(ConnectionRefusedError()))
+    assert not timed_out(wrapped(ServerDisconnectedError()))  # a dropped pooled connection, not a slow server
+    assert not timed_out(httpx.ConnectError("refused"))
+    assert isinstance(connect_error("vendor", wrapped(ServerDisconnectedError())), UpstreamUnavailableError)
