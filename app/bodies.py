@@ -12,6 +12,7 @@ import msgspec
 from starlette.requests import Request
 
 from app.errors import ApiError
+from providers.base import digits_value
 
 T = TypeVar("T")
 LOCATION = re.compile(r" - at `\$\.?(.*)`$")
@@ -64,8 +65,8 @@ def check_media_type(content_type: str | None) -> None:
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
+    declared = digits_value(request.headers.get("content-length", ""))
+    if declared is not None and declared > max_bytes:
         raise too_large(max_bytes)
     body = bytearray()
     async for chunk in request.stream():

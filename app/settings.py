@@ -7,6 +7,8 @@ from collections.abc import Mapping
 
 import msgspec
 
+from providers.base import digits_value
+
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 DEFAULT_HOST, DEFAULT_PORT, DEFAULT_LOG_LEVEL = "127.0.0.1", 8000, "info"
 
@@ -40,17 +42,19 @@ class Settings(msgspec.Struct, frozen=True):
 def parse_port(raw: str | None) -> int:
     if not raw:
         return DEFAULT_PORT
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
+    port = digits_value(raw)
+    if port is None or not 0 < port < 65536:
         raise SettingsError(f"PORT must be a whole number from 1 to 65535, got {raw!r}.")
-    return int(raw)
+    return port
 
 
 def parse_workers(raw: str | None) -> int:
     if not raw:
         return 1
-    if not raw.isdigit() or not 0 < int(raw) <= 64:
+    workers = digits_value(raw)
+    if workers is None or not 0 < workers <= 64:
         raise SettingsError(f"WORKERS must be a whole number from 1 to 64, got {raw!r}.")
-    return int(raw)
+    return workers
 
 
 def parse_log_level(raw: str | None) -> str:

@@ -78,6 +78,15 @@ class ToolResult(msgspec.Struct, frozen=True):
 Event = Start | TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | Usage | Finish | ToolRun | ToolResult
 
 
+def digits_value(text: str) -> int | None:
+    """``text`` as a whole number when it is ASCII digits only, else None.
+
+    ``str.isdigit`` alone also takes "²" and other Unicode digits, which ``int`` refuses: a 500 waiting
+    to happen wherever a client's or a peer's text is read as a number.
+    """
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def new_tool_call_id() -> str:
     """For vendors that send tool calls without an id (Gemini, older Ollama)."""
     return f"call_{uuid.uuid4().hex[:24]}"

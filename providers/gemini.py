@@ -37,6 +37,7 @@ from providers.http import (
     decode_json,
     in_band_error,
     protocol_error,
+    to_float,
 )
 from providers.request import JSON_ENCODER, ChatRequest
 from providers.sse import SSEDecoder
@@ -222,7 +223,8 @@ def gemini_error(body: bytes) -> VendorError:
     details = (envelope.error.details if envelope.error else None) or []
     delay = next((d.retry_delay for d in details if d.retry_delay), None)
     auth = any(d.reason == "API_KEY_INVALID" for d in details)
-    retry_after = float(delay.rstrip("s")) if delay and delay.rstrip("s").replace(".", "", 1).isdigit() else None
+    seconds = to_float(delay.rstrip("s")) if delay else None
+    retry_after = max(seconds, 0.0) if seconds is not None else None
     return VendorError(common.message, retry_after, auth)
 
 

@@ -7,6 +7,7 @@ httpx is one setting (``TRANSPORTS``), so the transport can be chosen by measure
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -219,10 +220,12 @@ def retry_after_from(headers: Mapping[str, str]) -> float | None:
 
 
 def to_float(raw: str) -> float | None:
+    """A finite number, or None: a peer's "nan" or "inf" must not reach arithmetic that rounds it."""
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         return None
+    return value if math.isfinite(value) else None
 
 
 def common_error(body: bytes) -> VendorError:

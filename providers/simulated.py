@@ -20,7 +20,7 @@ from itertools import cycle, islice
 
 import msgspec
 
-from providers.base import Deployment, Event, Finish, InvalidRequestError, Start, TextDelta, Usage
+from providers.base import Deployment, Event, Finish, InvalidRequestError, Start, TextDelta, Usage, digits_value
 from providers.request import ChatRequest, UserMessage, message_text
 
 WORD = re.compile(r"\s*\S+")
@@ -97,13 +97,14 @@ def parse_option(item: str) -> tuple[str, int]:
             "as in 'synthetic:ttft_ms=50,delay_ms=5,tokens=50'.",
             param="model",
         )
-    value = value.strip()
-    if not value.isdigit() or int(value) > OPTION_LIMITS[key]:
+    number = digits_value(value.strip())
+    if number is None or number > OPTION_LIMITS[key]:
         raise InvalidRequestError(
-            f"Simulated-model option {key} must be a whole number from 0 to {OPTION_LIMITS[key]}, got {value[:40]!r}.",
+            f"Simulated-model option {key} must be a whole number from 0 to {OPTION_LIMITS[key]}, "
+            f"got {value.strip()[:40]!r}.",
             param="model",
         )
-    return key, int(value)
+    return key, number
 
 
 def echo_words(request: ChatRequest) -> list[str]:

@@ -24,6 +24,7 @@ from app.conversations.store import CursorError
 from app.conversations.turns import Conversations, conversation_not_found, store_unavailable
 from app.errors import ApiError
 from app.gateway import gateway_of
+from providers.base import digits_value
 
 T = TypeVar("T")
 MetadataKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -66,9 +67,9 @@ async def get_conversation(request: Request) -> Response:
     conversation = await find(conversations, request)
     limit = page_limit(request, MESSAGE_LIMITS)
     cursor = request.query_params.get("cursor")
-    if cursor is not None and not (cursor.isdigit() and cursor.isascii() and len(cursor) <= 12):
+    after = -1 if cursor is None else digits_value(cursor) if len(cursor) <= 12 else None
+    if after is None:
         raise invalid_cursor()
-    after = int(cursor) if cursor is not None else -1
     messages = await guarded(conversations.store.messages(conversation.id, after, limit + 1))
     more = len(messages) > limit
     messages = messages[:limit]
@@ -116,14 +117,15 @@ def page_limit(request: Request, limits: tuple[int, int]) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= most:
+    limit = digits_value(raw)
+    if limit is None or not 1 <= limit <= most:
         raise ApiError(
             400,
             f"limit must be a whole number from 1 to {most}, got {raw[:40]!r}.",
             code="invalid_value",
             param="limit",
         )
-    return int(raw)
+    return limit
 
 
 def invalid_cursor() -> ApiError:

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from app.conversations.db import POSTGRES_ERRORS, DatabaseError, Queries, Row, SingleQueries, Statement, redact_url
+from providers.base import digits_value
 
 PLACEHOLDER = re.compile(r"\?")
 
@@ -26,7 +27,7 @@ def numbered(sql: str) -> str:
 def changed_rows(status: str) -> int:
     """asyncpg reports ``UPDATE 3``, ``INSERT 0 2`` or ``DELETE 1``: the last number is the row count."""
     last = status.rpartition(" ")[2]
-    return int(last) if last.isdigit() else 0
+    return digits_value(last) or 0
 
 
 class PostgresDatabase(SingleQueries):

@@ -21,3 +21,11 @@ def test_environment_is_read() -> None:
 def test_bad_values_are_named(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize("raw", ["²", "\uff18\uff10"])  # superscript two; fullwidth "80"
+def test_unicode_digits_are_refused_with_the_message(raw: str) -> None:
+    with pytest.raises(SettingsError, match="PORT must be"):
+        Settings.from_env({"PORT": raw})
+    with pytest.raises(SettingsError, match="WORKERS must be"):
+        Settings.from_env({"WORKERS": raw})

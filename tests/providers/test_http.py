@@ -174,3 +174,9 @@ def test_only_a_real_timeout_counts_as_one() -> None:
     assert not timed_out(wrapped(ServerDisconnectedError()))  # a dropped pooled connection, not a slow server
     assert not timed_out(httpx.ConnectError("refused"))
     assert isinstance(connect_error("vendor", wrapped(ServerDisconnectedError())), UpstreamUnavailableError)
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf"])
+def test_a_retry_after_that_is_no_number_is_ignored(raw: str) -> None:
+    assert retry_after_from({"retry-after": raw}) is None
+    assert retry_after_from({"retry-after-ms": raw}) is None

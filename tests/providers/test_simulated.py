@@ -97,3 +97,9 @@ async def test_bad_options_are_a_400_before_start(model: str, fragment: str) -> 
     with pytest.raises(InvalidRequestError, match=fragment) as info:
         await anext(stream)
     assert info.value.param == "model"
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "1e3", "-1"])
+def test_options_take_ascii_whole_numbers_only(value: str) -> None:
+    with pytest.raises(InvalidRequestError, match="whole number"):
+        parse_model(f"synthetic:tokens={value}")  # "²" passed str.isdigit and broke int(): a 500
