@@ -46,6 +46,7 @@ class LiveServer:
     """uvicorn serving an app from a background thread, on a socket bound to a free port."""
 
     def __init__(self, app: Starlette, **uvicorn_options: Any):
+        self.app = app
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))

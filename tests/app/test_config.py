@@ -98,3 +98,31 @@ def test_bad_provider_config_names_the_key(text: str, fragment: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse(text)
     assert fragment in str(info.value)
+
+
+def test_mcp_servers_take_headers_from_the_environment() -> None:
+    config = parse(
+        "mcp_servers:\n"
+        "  search: {url: 'https://mcp.test/mcp', headers: {Authorization: 'Bearer ${SEARCH_TOKEN}'}, timeout: 5}\n"
+        "models:\n"
+        "  agent: {provider: simulated, model: echo, mcp: [search]}\n",
+        SEARCH_TOKEN="tok-123",
+    )
+    server = config.mcp_servers["search"]
+    assert (server.url, server.headers, server.timeout) == (
+        "https://mcp.test/mcp",
+        {"Authorization": "Bearer tok-123"},
+        5,
+    )
+    assert config.models["agent"].mcp == ["search"]
+
+
+def test_an_alias_naming_an_unknown_mcp_server_stops_start_up() -> None:
+    config = parse("models:\n  agent: {provider: simulated, model: echo, mcp: [nowhere]}\n")
+    with pytest.raises(ConfigError, match=r"models\.agent\.mcp names MCP server 'nowhere'"):
+        check_providers(config, {"simulated"})
+
+
+def test_a_bad_mcp_server_entry_names_its_key() -> None:
+    with pytest.raises(ConfigError, match=r"mcp_servers\.search"):
+        parse("mcp_servers:\n  search: {address: 'https://mcp.test/mcp'}\n")

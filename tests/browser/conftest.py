@@ -95,7 +95,9 @@ def gateway(
     """A gateway with slow and failing models beside the built-in ones, and a scratch conversation store."""
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tempfile.mkdtemp(prefix='gateway-page-')}/conversations.db")
 
-    def start(keys: list[GatewayKey] | None = None) -> LiveServer:
+    def start(keys: list[GatewayKey] | None = None, database_url: str | None = None) -> LiveServer:
+        if database_url is not None:
+            monkeypatch.setenv("DATABASE_URL", database_url)
         config = GatewayConfig(
             reliability=Reliability(retries=0),
             auth=AuthSettings(keys=keys or []),

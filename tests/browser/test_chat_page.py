@@ -113,3 +113,17 @@ def test_model_text_is_shown_as_text_never_run_as_html(page: Page, gateway: Star
     expect(last_answer(page).locator(".body")).to_have_text(hostile)
     assert page.locator("#messages img, #messages b").count() == 0
     assert page.evaluate("window.pwned") is None
+
+
+def test_without_a_conversation_store_the_browser_keeps_the_conversation(page: Page, gateway: Start) -> None:
+    page.goto(gateway(database_url="postgresql://nobody@127.0.0.1:1/none").url)  # the store is down
+    page.select_option("#model", "echo")
+    ask(page, "kept in this browser")
+    expect(last_answer(page).locator(".meta")).to_contain_text("TTFT")
+    expect(page.locator("#status")).to_have_text("Idle")  # the missing store is no error for the chat
+    page.reload()
+    expect(page.locator(".message.user")).to_have_text(["kept in this browser"])
+    expect(page.locator(".message.assistant .body")).to_have_text(["kept in this browser"])
+    assert page.locator("#conversations li").count() == 0
+    page.click("#new")
+    expect(page.locator(".message")).to_have_count(0)
