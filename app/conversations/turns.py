@@ -55,6 +55,7 @@ class Conversations:
         self.failed_at = 0.0  # when opening the store last failed
         self.pending: set[asyncio.Task[None]] = set()  # turns being stored
         self.released: dict[str, asyncio.Event] = {}  # wakes this process's waiters for a conversation
+        self.waiting: dict[str, int] = {}  # how many wait on each of those events
         self.held = 0
         self.renewer: asyncio.Task[None] | None = None
 
@@ -128,10 +129,13 @@ class Conversations:
                 raise conversation_busy(conversation_id, self.settings.turn_wait_seconds)
             # Turns on this process wake us when they end; turns on other replicas are polled for.
             event = self.released.setdefault(conversation_id, asyncio.Event())
+            self.waiting[conversation_id] = self.waiting.get(conversation_id, 0) + 1
             try:
                 await asyncio.wait_for(event.wait(), min(delay, remaining))
             except TimeoutError:
                 delay = min(delay * 2, 0.5)
+            finally:
+                self.stop_waiting(conversation_id, event)
 
     async def renew(self) -> None:
         """Keep this process's leases alive while it holds any."""
@@ -147,6 +151,14 @@ class Conversations:
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
         return task
+
+    def stop_waiting(self, conversation_id: str, event: asyncio.Event) -> None:
+        """The last waiter gone, its event goes too: a turn released on another replica never sets it."""
+        self.waiting[conversation_id] -= 1
+        if self.waiting[conversation_id] == 0:
+            del self.waiting[conversation_id]
+            if self.released.get(conversation_id) is event:
+                del self.released[conversation_id]
 
     def freed(self, conversation_id: str) -> None:
         self.held -= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import httpx
@@ -421,3 +422,20 @@ def test_a_gateway_starts_without_its_store_and_says_why(
     logged = capfd.readouterr().out
     assert '"event":"conversation_store_unavailable"' in logged
     assert "hunter2" not in logged
+
+
+async def test_waiting_for_another_replica_leaves_nothing_behind(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = gateway_app(database_url, monkeypatch, RecordingProvider())
+    conversations: Conversations = app.state.gateway.conversations
+    async with serving(app) as client:
+        conversation = await new_conversation(client)
+        # Another replica's turn holds the conversation; only polling can see it end.
+        assert (await conversations.store.take(conversation, "", "elsewhere/1", time.time(), 60, 0))[0] == "acquired"
+        waiting = asyncio.ensure_future(ask(client, conversation, "after the other replica"))
+        await asyncio.sleep(0.1)
+        assert conversations.waiting == {conversation: 1}
+        await conversations.store.release(conversation, "elsewhere/1")
+        assert (await waiting).status_code == 200
+    assert (conversations.released, conversations.waiting, conversations.held) == ({}, {}, 0)
