@@ -2,7 +2,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# One stamp per set of extras: `make run` installs only what running needs; test and lint add the
+# dev extras, bench the bench extras. Each set is installed once, and again when its inputs change.
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
+BENCH_STAMP := $(VENV)/.installed-bench
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint format bench chromium clean
@@ -10,28 +15,38 @@ STAMP := $(VENV)/.installed
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml constraints.txt
+$(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; found " + sys.version.split()[0] + ". Run make with PYTHON=python3.11 (or newer).")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+
+$(RUN_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(PIP) -e .
 	@touch $@
 
-run: $(STAMP) ## Start the gateway on $HOST:$PORT (127.0.0.1:8000); WORKERS=N for N processes
+$(DEV_STAMP): $(RUN_STAMP)
+	$(PIP) -e '.[dev]'
+	@touch $@
+
+$(BENCH_STAMP): $(RUN_STAMP)
+	$(PIP) -e '.[bench]'
+	@touch $@
+
+run: $(RUN_STAMP) ## Start the gateway on $HOST:$PORT (127.0.0.1:8000); WORKERS=N for N processes
 	$(BIN)/python -m app
 
-test: $(STAMP) ## Run every test, with coverage
+test: $(DEV_STAMP) ## Run every test, with coverage
 	$(BIN)/python -m pytest --cov --cov-report=term
 
-lint: $(STAMP) ## ruff and mypy (strict on app/ and providers/)
+lint: $(DEV_STAMP) ## ruff and mypy (strict on app/ and providers/)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-format: $(STAMP) ## Let ruff fix what it can
+format: $(DEV_STAMP) ## Let ruff fix what it can
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(STAMP) ## Gateway beside the direct path at 1-1000 streams; TRANSPORT=httpx|aiohttp WORKERS=N
+bench: $(BENCH_STAMP) ## Gateway beside the direct path at 1-1000 streams; TRANSPORT=httpx|aiohttp WORKERS=N
 	$(BIN)/python -m bench.run --transport $(or $(TRANSPORT),aiohttp) --workers $(or $(WORKERS),1) $(BENCH_ARGS)
 
 chromium: ## Install Debian's Chromium for the browser tests, if missing (they skip, saying so, without it)

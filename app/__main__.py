@@ -10,7 +10,7 @@ import tempfile
 import uvicorn
 
 from app.config import ConfigError, GatewayConfig, load_config
-from app.logs import uvicorn_log_config
+from app.ops.logs import uvicorn_log_config
 from app.settings import Settings, SettingsError
 
 

@@ -1,6 +1,9 @@
-"""The one error envelope, OpenAI-shaped so SDKs parse it, and the handlers that produce it.
+"""The one error envelope, OpenAI-shaped so SDKs parse it, and the one place it becomes an HTTP response.
 
-Every error names what happened, why, and what to do, and carries the request id.
+Every error names what happened, why, and what to do, and carries the request id. ``error_response``
+is the only writer of an HTTP error: Starlette's exception handlers, the auth middleware and the
+exchange (before its status is committed) all go through it. In a stream, each dialect frames
+``ApiError.body`` as its own error event.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class ErrorEnvelope(msgspec.Struct):
 
 
 ENCODER = msgspec.json.Encoder()
+JSON = "application/json"
 
 
 class ApiError(Exception):
@@ -60,34 +64,32 @@ class ApiError(Exception):
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after else None
         return cls(exc.status, exc.message, code=exc.code, type=exc.type, param=exc.param, headers=headers)
 
+    def body(self, request_id: str) -> ErrorBody:
+        return ErrorBody(self.message, self.type, self.code, self.param, request_id)
+
     def envelope(self, request_id: str) -> bytes:
-        body = ErrorBody(self.message, self.type, self.code, self.param, request_id)
-        return ENCODER.encode(ErrorEnvelope(body))
+        return ENCODER.encode(ErrorEnvelope(self.body(request_id)))
 
 
 def request_id_of(request: Request) -> str:
     return str(request.scope.get(REQUEST_ID_KEY, ""))
 
 
-def error_response(request: Request, error: ApiError) -> Response:
-    return Response(
-        error.envelope(request_id_of(request)),
-        status_code=error.status,
-        headers=error.headers,
-        media_type="application/json",
-    )
+def error_response(error: ApiError, request_id: str) -> Response:
+    """The error as an HTTP response: its status, its headers (Retry-After, Allow, ...) and the envelope."""
+    return Response(error.envelope(request_id), status_code=error.status, headers=error.headers, media_type=JSON)
 
 
 async def handle_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(request, exc)
+    return error_response(exc, request_id_of(request))
 
 
 async def handle_provider_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProviderError)
     if exc.status >= 429:  # the provider's trouble; a client's own mistake shows in the access log
         log.warning("upstream_error", code=exc.code, status=exc.status, error=exc.message)
-    return error_response(request, ApiError.from_provider(exc))
+    return error_response(ApiError.from_provider(exc), request_id_of(request))
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
@@ -110,7 +112,7 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
         )
     else:
         error = ApiError(exc.status_code, str(exc.detail), code="http_error", headers=headers)
-    return error_response(request, error)
+    return error_response(error, request_id_of(request))
 
 
 async def handle_internal_error(request: Request, exc: Exception) -> Response:
@@ -122,13 +124,9 @@ async def handle_internal_error(request: Request, exc: Exception) -> Response:
         f"Report it with request id {request_id}.",
         code="internal_error",
         type="server_error",
-    )
-    return Response(
-        error.envelope(request_id),
-        status_code=500,
         headers={"X-Request-ID": request_id},
-        media_type="application/json",
     )
+    return error_response(error, request_id)
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

@@ -1,4 +1,4 @@
-"""The ASGI application: routes from openapi.yaml, the middleware, and the providers' lifespan."""
+"""The composition root: the ASGI application, its handler table, its middleware, and its lifespan."""
 
 from __future__ import annotations
 
@@ -13,31 +13,53 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
-from app import metrics
-from app.auth import AuthMiddleware, GatewayKey, keys_from_env
-from app.config import ConfigError, GatewayConfig, check_providers, load_config
-from app.conversations.databases import open_database
-from app.conversations.db import DatabaseError
-from app.conversations.settings import ConversationSettings
+from app.chat.completions import create_chat_completion
+from app.chat.intake import Intake
+from app.chat.native import create_native_chat
+from app.chat.outlets import SERVER_SEND_KEY
+from app.chat.websocket import chat_websocket
+from app.config import ConfigError, ConversationSettings, GatewayConfig, check_providers, load_config
+from app.conversations.api import create_conversation, delete_conversation, get_conversation, list_conversations
+from app.conversations.database import DatabaseError
+from app.conversations.engines import open_database
 from app.conversations.store import ConversationStore
 from app.conversations.turns import Conversations
 from app.errors import EXCEPTION_HANDLERS
-from app.gateway import Gateway
-from app.logs import configure_logging
-from app.mcp_tools import McpRegistry
-from app.middleware import RequestContextMiddleware
-from app.openapi import build_routes, load_spec
-from app.outlets import SERVER_SEND_KEY
-from app.ratelimit import InProcessRateLimiter, RateLimits
-from app.routes import HANDLERS
+from app.http.access import RequestContextMiddleware
+from app.http.auth import AuthMiddleware, GatewayKey, keys_from_env
+from app.http.page import get_chat_page, get_static_asset
+from app.http.ratelimit import InProcessRateLimiter, RateLimits
+from app.http.routing import Handler, build_routes, load_spec
+from app.http.status import get_health, get_metrics, get_openapi_spec, list_mcp_tools, list_models
+from app.ops import metrics
+from app.ops.logs import configure_logging
+from app.ops.shutdown import SHUTDOWN
+from app.services import Services
 from app.settings import Settings
-from app.shutdown import SHUTDOWN
+from app.tools.registry import McpRegistry
 from providers.base import Provider
 from providers.catalog import HOW_TO_ENABLE, ProviderSpec, build_provider, env_specs
 from providers.http import make_client
 from providers.router import Router
 from providers.simulated import SimulatedProvider
 
+# The handler of each operationId in openapi.yaml (and of each WebSocket in its x-websockets).
+HANDLERS: dict[str, Handler] = {
+    "createChatCompletion": create_chat_completion,
+    "createNativeChat": create_native_chat,
+    "chatWebSocket": chat_websocket,
+    "createConversation": create_conversation,
+    "listConversations": list_conversations,
+    "getConversation": get_conversation,
+    "deleteConversation": delete_conversation,
+    "listMcpTools": list_mcp_tools,
+    "getChatPage": get_chat_page,
+    "getStaticAsset": get_static_asset,
+    "listModels": list_models,
+    "getHealth": get_health,
+    "getMetrics": get_metrics,
+    "getOpenApiSpec": get_openapi_spec,
+}
 log = structlog.get_logger("gateway")
 
 
@@ -98,9 +120,11 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
         lifespan=lifespan,
     )
     timeouts = {name: spec.timeouts for name, spec in specs.items() if spec.timeouts is not None}
-    app.state.gateway = Gateway(
-        router, config, raw_spec, conversations, mcp, timeouts, log_content=settings.log_content
-    )
+    services = Services(router, config, raw_spec, timeouts, log_content=settings.log_content)
+    app.state.services = services
+    app.state.conversations = conversations
+    app.state.mcp = mcp
+    app.state.intake = Intake(services, conversations, mcp)
     return app
 
 

@@ -22,8 +22,8 @@ from app.main import create_app
 from providers.base import Deployment, Timeouts
 from providers.catalog import ProviderSpec
 from providers.router import ModelConfig
+from tests.app.ops.test_metrics import sample
 from tests.app.test_main import free_port, run_gateway, wait_until_up
-from tests.app.test_metrics import sample
 from tests.conftest import LiveServer, LiveServers
 from tests.fake_vendor import FakeVendor
 

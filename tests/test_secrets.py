@@ -10,10 +10,10 @@ import structlog
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from app.auth import AuthSettings, GatewayKey
 from app.config import GatewayConfig, Reliability
+from app.http.auth import AuthSettings, GatewayKey
+from app.http.ratelimit import RateLimits
 from app.main import create_app
-from app.ratelimit import RateLimits
 from providers.base import Timeouts
 from providers.catalog import ProviderSpec
 from tests.conftest import LiveServer

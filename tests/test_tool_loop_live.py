@@ -91,7 +91,7 @@ async def test_a_server_down_at_start_up_joins_when_it_comes_back() -> None:
             assert refused.json()["error"]["code"] == "mcp_server_unavailable"
             with ToolServer(port):
                 # Nothing asks for its tools now: only the periodic refresh can find the server.
-                state = live.app.state.gateway.mcp.servers["tools"]
+                state = live.app.state.mcp.servers["tools"]
                 deadline = time.monotonic() + 5
                 while state.error is not None:
                     assert time.monotonic() < deadline, "the refresh never found the server"

@@ -10,18 +10,16 @@ from __future__ import annotations
 from itertools import groupby
 from typing import Literal
 
-from app.completion import CompletionBuilder
 from app.conversations.records import NewMessage
-from app.native import NativeUsage
+from app.dialects.answer import AnswerBuilder
+from app.dialects.native import NativeUsage
 from providers.base import ToolRun
 from providers.request import JSON_ENCODER, AssistantMessage, FunctionCall, ToolCall, ToolMessage
 
 Outcome = Literal["complete", "cancelled", "failed"]
 
 
-def answer_messages(
-    builder: CompletionBuilder, outcome: Outcome, model: str | None, error: str | None
-) -> list[NewMessage]:
+def answer_messages(builder: AnswerBuilder, outcome: Outcome, model: str | None, error: str | None) -> list[NewMessage]:
     messages: list[NewMessage] = []
     start = 0
     for _, entries in groupby(builder.tool_runs, key=lambda entry: entry[0]):
@@ -45,7 +43,7 @@ def tool_round(text: str | None, runs: list[ToolRun], model: str | None) -> NewM
 
 
 def final_answer(
-    builder: CompletionBuilder, start: int, outcome: Outcome, model: str | None, error: str | None
+    builder: AnswerBuilder, start: int, outcome: Outcome, model: str | None, error: str | None
 ) -> NewMessage:
     """The answer after the last tool round: its text, the client's tool calls, usage and how it ended."""
     calls = [ToolCall(call.id, FunctionCall(call.name, call.arguments)) for call in builder.tool_calls.finished()]

@@ -16,14 +16,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.auth import owner_of
-from app.bodies import read_optional_json
-from app.conversations.db import DatabaseError
+from app.conversations.database import DatabaseError
 from app.conversations.records import Conversation, StoredMessage
 from app.conversations.store import CursorError
 from app.conversations.turns import Conversations, conversation_not_found, store_unavailable
 from app.errors import ApiError
-from app.gateway import gateway_of
+from app.http.auth import owner_of
+from app.http.bodies import read_optional_json
 from providers.base import digits_value
 
 T = TypeVar("T")
@@ -90,8 +89,13 @@ async def delete_conversation(request: Request) -> Response:
     return Response(status_code=204)
 
 
+def conversations_of(request: Request) -> Conversations:
+    conversations: Conversations = request.app.state.conversations
+    return conversations
+
+
 async def ready(request: Request) -> Conversations:
-    conversations = gateway_of(request).conversations
+    conversations = conversations_of(request)
     await guarded(conversations.ready())
     return conversations
 

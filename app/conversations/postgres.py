@@ -12,7 +12,15 @@ from typing import Any
 
 import asyncpg
 
-from app.conversations.db import POSTGRES_ERRORS, DatabaseError, Queries, Row, SingleQueries, Statement, redact_url
+from app.conversations.database import (
+    POSTGRES_ERRORS,
+    DatabaseError,
+    Queries,
+    Row,
+    SingleQueries,
+    Statement,
+    redact_url,
+)
 from providers.base import digits_value
 
 PLACEHOLDER = re.compile(r"\?")

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.conversations.db import DatabaseError, Queries, Row, SingleQueries, Statement
+from app.conversations.database import DatabaseError, Queries, Row, SingleQueries, Statement
 
 T = TypeVar("T")
 

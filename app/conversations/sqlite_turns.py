@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from app.conversations.db import Statement
+from app.conversations.database import Statement
 from app.conversations.records import MESSAGE_COLUMNS, NewMessage
 
 LEASE = (

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import orjson
 
 from app.conversations import postgres_turns, sqlite_turns
-from app.conversations.db import Database
+from app.conversations.database import Database
 from app.conversations.records import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,

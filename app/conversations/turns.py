@@ -20,13 +20,13 @@ from typing import Any
 import msgspec
 import structlog
 
-from app.completion import CompletionBuilder
+from app.config import ConversationSettings
 from app.conversations.answers import Outcome, answer_messages
-from app.conversations.db import DatabaseError
+from app.conversations.database import DatabaseError
 from app.conversations.history import replayable, window
 from app.conversations.records import NewMessage, StoredMessage
-from app.conversations.settings import ConversationSettings
 from app.conversations.store import ConversationStore
+from app.dialects.answer import AnswerBuilder
 from app.errors import ApiError
 from providers.base import Event
 from providers.request import (
@@ -199,12 +199,12 @@ class Turn:
         self.conversation_id = conversation_id
         self.token = token
         self.new = new
-        self.builder = CompletionBuilder()
+        self.builder = AnswerBuilder()
         self.ended = False
 
     async def capture(self, events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
         """The events unchanged, each added to this attempt's answer."""
-        self.builder = builder = CompletionBuilder()
+        self.builder = builder = AnswerBuilder()
         add = builder.add
         try:
             async for event in events:

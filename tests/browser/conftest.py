@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from app.auth import AuthSettings, GatewayKey
 from app.config import GatewayConfig, Reliability
+from app.http.auth import AuthSettings, GatewayKey
 from app.main import create_app
 from providers.catalog import ProviderSpec
 from providers.router import ModelConfig

@@ -6,7 +6,7 @@ import time
 
 from playwright.sync_api import Page, expect
 
-from app.auth import GatewayKey
+from app.http.auth import GatewayKey
 from tests.browser.conftest import Start
 from tests.fake_vendor import FakeVendor
 

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.conversations.db import POSTGRES_ERRORS, redact_url
+from app.conversations.database import POSTGRES_ERRORS, redact_url
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test"
 # Why PostgreSQL went untested, when it did: repeated at the end of the run where nobody can miss it.

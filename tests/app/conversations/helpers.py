@@ -11,9 +11,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from app.config import GatewayConfig, Reliability
-from app.conversations.settings import ConversationSettings
-from app.gateway import Gateway
+from app.config import ConversationSettings, GatewayConfig, Reliability
+from app.conversations.turns import Conversations
 from providers.base import Deployment, Event, Finish, Start, TextDelta, UpstreamUnavailableError, Usage
 from providers.request import ChatRequest, message_text
 from tests.conftest import asgi_client, make_app
@@ -70,12 +69,12 @@ def gateway_app(
 @asynccontextmanager
 async def serving(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     """An in-process client; the store is closed afterwards, as the lifespan would."""
-    gateway: Gateway = app.state.gateway
+    conversations: Conversations = app.state.conversations
     try:
         async with asgi_client(app) as client:
             yield client
     finally:
-        await gateway.conversations.close()
+        await conversations.close()
 
 
 async def new_conversation(client: httpx.AsyncClient, **body: Any) -> str:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import orjson
 
-from app.completion import CompletionBuilder
 from app.conversations.answers import answer_messages
+from app.dialects.answer import AnswerBuilder
 from providers.base import Event, Finish, TextDelta, ToolResult, ToolRun, Usage
 
 
-def built(*events: Event) -> CompletionBuilder:
-    builder = CompletionBuilder()
+def built(*events: Event) -> AnswerBuilder:
+    builder = AnswerBuilder()
     for event in events:
         builder.add(event)
     return builder
@@ -24,7 +24,7 @@ def result(call_id: str, content: str) -> ToolResult:
     return ToolResult(call_id, "add", "tools", content, False, 1.0)
 
 
-def shapes(builder: CompletionBuilder, outcome: str = "complete") -> list[tuple[str, object, object]]:
+def shapes(builder: AnswerBuilder, outcome: str = "complete") -> list[tuple[str, object, object]]:
     kept = answer_messages(builder, outcome, "m", None)  # type: ignore[arg-type]
     bodies = [orjson.loads(m.body) for m in kept]
     return [

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.conversations.databases import open_database
-from app.conversations.db import DatabaseError
+from app.conversations.database import DatabaseError
+from app.conversations.engines import open_database
 from app.conversations.records import Conversation, NewMessage
 from app.conversations.store import ConversationStore, CursorError, decode_cursor
 

@@ -13,14 +13,13 @@ import pytest
 import respx
 from starlette.testclient import TestClient
 
-from app.auth import AuthSettings, GatewayKey
-from app.config import GatewayConfig, HttpSettings
+from app.config import ConversationSettings, GatewayConfig, HistoryLimits, HttpSettings
 from app.conversations import turns
-from app.conversations.databases import open_database
-from app.conversations.db import DatabaseError
-from app.conversations.settings import ConversationSettings, HistoryLimits
+from app.conversations.database import DatabaseError
+from app.conversations.engines import open_database
 from app.conversations.store import ConversationStore
 from app.conversations.turns import Conversations
+from app.http.auth import AuthSettings, GatewayKey
 from app.main import create_app
 from providers.base import Event, Finish, Start, ToolCallDelta, ToolCallStart, Usage
 from providers.catalog import ProviderSpec
@@ -428,7 +427,7 @@ async def test_waiting_for_another_replica_leaves_nothing_behind(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = gateway_app(database_url, monkeypatch, RecordingProvider())
-    conversations: Conversations = app.state.gateway.conversations
+    conversations: Conversations = app.state.conversations
     async with serving(app) as client:
         conversation = await new_conversation(client)
         # Another replica's turn holds the conversation; only polling can see it end.

@@ -1,0 +1,330 @@
+"""One chat request from its admission to its last byte, the same for streamed and whole answers.
+
+- Attempts: each deployment of the plan in turn, each retried with backoff, while nothing of the
+  answer has reached the client. 400, 401, 403 and 404 are never retried.
+- Its ``Deadlines`` enforce the timeouts on events (first token, idle between content events,
+  total), ask for keep-alive comments while the stream is silent, and end it when the shutdown grace
+  period is over. The per-chunk path only stamps the time.
+- The status is committed when an upstream answers, or when the first keep-alive is due; before
+  that a failure is an error response with its own status, after it an error event.
+- ``cancel`` (the client left, or asked to stop) cancels the work, which closes the upstream response
+  (its connection is dropped, not pooled).
+
+Two things differ between the APIs that use it: the dialect (OpenAI chunks, native named events,
+WebSocket frames) and the outlet (an HTTP response, or one request on a WebSocket).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncGenerator
+
+import msgspec
+import structlog
+
+from app.chat.deadlines import Deadlines
+from app.chat.outlets import Headers, HttpOutlet, Outlet
+from app.conversations.answers import Outcome
+from app.conversations.turns import Turn
+from app.dialects.answer import AnswerBuilder
+from app.dialects.base import Dialect, Summary
+from app.errors import ApiError, error_response
+from app.http.access import AccessRecord
+from app.ops import metrics
+from app.services import Services
+from app.tools.loop import ToolLoop
+from providers.base import (
+    CONTENT_EVENTS,
+    Deployment,
+    Event,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ProviderError,
+    Start,
+    StreamTruncatedError,
+    UpstreamAuthError,
+)
+from providers.request import ChatRequest
+from providers.router import Plan
+
+NOT_RETRIED = (InvalidRequestError, UpstreamAuthError, ModelNotFoundError)
+INTERNAL_ERROR = ApiError(
+    500,
+    "The gateway failed on this request; this is a bug on our side. Report it with the request id.",
+    code="internal_error",
+    type="server_error",
+)
+log = structlog.get_logger("gateway")
+
+
+class Ticket:
+    """What the intake hands the exchange: the request as it goes upstream, and what comes with it."""
+
+    __slots__ = ("answer_id", "chat", "plan", "record", "tools", "turn")
+
+    def __init__(
+        self,
+        chat: ChatRequest,
+        plan: Plan,
+        record: AccessRecord,
+        answer_id: str,
+        turn: Turn | None = None,
+        tools: ToolLoop | None = None,
+    ):
+        self.chat, self.plan, self.record, self.answer_id = chat, plan, record, answer_id
+        self.turn = turn  # a turn on a stored conversation, which stores the answer when it ends
+        self.tools = tools  # the loop that runs the model's MCP tool calls, when it was offered any
+
+
+async def _never_send(message: object) -> None:
+    raise RuntimeError("the exchange has no outlet yet")
+
+
+class Exchange:
+    def __init__(self, services: Services, ticket: Ticket, dialect: Dialect):
+        self.services, self.ticket, self.dialect = services, ticket, dialect
+        self.chat, self.plan, self.record = ticket.chat, ticket.plan, ticket.record
+        self.turn, self.tools = ticket.turn, ticket.tools
+        self.encoder = dialect.stream(ticket.chat, ticket.answer_id)
+        self.reliability = services.config.reliability
+        self.outlet: Outlet = HttpOutlet(_never_send, _never_send)
+        self.deadlines = Deadlines(self.reliability, keepalive=False)
+        self.request_id = ""
+        self.role_sent = self.client_gone = False
+        self.deployment: Deployment | None = None
+        self.attempt_task: asyncio.Task[None] | None = None
+        self.main_task: asyncio.Task[None] | None = None
+        self.phase = "connecting"
+
+    async def serve(self, outlet: Outlet, request_id: str) -> None:
+        """Runs the exchange into ``outlet``; returns quietly when the client cancelled it."""
+        self.outlet, self.request_id = outlet, request_id
+        self.deadlines = Deadlines(self.reliability, keepalive=bool(self.chat.stream) and outlet.keepalive is not None)
+        metrics.ACTIVE.inc()
+        try:
+            await self.run()
+        except asyncio.CancelledError:
+            if not self.client_gone:
+                raise  # the server is cancelling us, not the client leaving
+        finally:
+            metrics.ACTIVE.dec()
+            if self.turn is not None:
+                self.turn.end(self.turn_outcome(), self.record.deployment, self.record.error)
+
+    def turn_outcome(self) -> Outcome | None:
+        """What a stored conversation keeps of this answer: all of it, what the client saw, or nothing.
+
+        A failure before any of a stream reached the client keeps nothing: the client saw an error
+        status and will send the same message again.
+        """
+        if self.client_gone:
+            return "cancelled"
+        if self.record.error is None and self.phase == "done":
+            return "complete"
+        if self.record.error is not None and self.chat.stream and self.deadlines.first_content:
+            return "failed"
+        return None
+
+    def cancel(self) -> None:
+        """The client left or asked to stop: cancel the work, which closes the upstream."""
+        if self.phase != "done" and self.main_task is not None:
+            self.client_gone = True
+            self.record.cancelled = self.phase
+            self.main_task.cancel()
+
+    async def run(self) -> None:
+        self.main_task = asyncio.current_task()
+        watcher = asyncio.ensure_future(self.deadlines.watch(self.on_due))
+        try:
+            await self.attempts()
+        except asyncio.CancelledError:
+            if self.client_gone or self.deadlines.stop is None:
+                raise
+            await self.fail(self.deadlines.stopped_error(self.provider_name()))
+        except Exception:
+            log.exception("exchange_failed", chunks=self.record.chunks)
+            await self.fail(INTERNAL_ERROR)
+        finally:
+            watcher.cancel()
+
+    async def on_due(self, what: str) -> None:
+        """A deadline came: keep the stream alive, end the attempt in flight, or end the whole exchange."""
+        if what == "keepalive":
+            if not self.outlet.committed:
+                await self.commit([])
+            await self.write(self.outlet.keepalive or b"")
+        elif what in ("total", "shutdown"):
+            if self.main_task is not None:
+                self.main_task.cancel()  # through the attempt in flight, which closes its upstream
+        elif self.attempt_task is not None:
+            self.attempt_task.cancel()
+
+    async def attempts(self) -> None:
+        error: ProviderError | None = None
+        retries = self.plan.retries if self.plan.retries is not None else self.reliability.retries
+        order = self.services.balancer.order(self.plan.deployments, self.plan.strategy)
+        for position, deployment in enumerate(order):
+            for attempt in range(retries + 1):
+                if attempt:  # a retry of this deployment waits; a fallback to the next one does not
+                    if error is None or not await self.pause(error):
+                        break
+                    self.record.retries += 1
+                    self.record.retry_kinds.append(error.code)
+                self.record.fallback = position > 0
+                try:
+                    await self.attempt(deployment)
+                    return
+                except ProviderError as exc:
+                    error = exc
+                    # Once the answer began, a retry would repeat what the client saw, or run tools twice.
+                    began = self.deadlines.first_content and (self.chat.stream or self.tools is not None)
+                    if isinstance(exc, NOT_RETRIED) or began:
+                        await self.fail(ApiError.from_provider(exc))
+                        return
+            else:
+                continue
+            break  # out of time: no further deployment either
+        assert error is not None
+        await self.fail(ApiError.from_provider(error))
+
+    async def pause(self, error: ProviderError) -> bool:
+        """Backoff before a retry: the upstream's Retry-After (capped), else exponential with full jitter.
+
+        False when the wait would outlast the total timeout: then there is no time for another attempt.
+        """
+        backoff = self.reliability.backoff
+        if error.retry_after is not None:
+            delay = min(error.retry_after, self.reliability.retry_after_cap)
+        else:
+            delay = random.uniform(0, min(backoff.max, backoff.base * 2**self.record.retries))
+        if delay >= self.deadlines.total_left():
+            return False
+        await asyncio.sleep(delay)
+        return True
+
+    async def attempt(self, deployment: Deployment) -> None:
+        merged = self.services.timeouts_for(deployment, self.plan.timeouts)
+        self.deployment = deployment = msgspec.structs.replace(deployment, timeouts=merged)
+        self.record.deployment = f"{deployment.provider}/{deployment.model}"
+        self.record.provider, self.record.upstream_model = deployment.provider, deployment.model
+        provider = self.services.router.provider(deployment)
+        if self.tools is not None:
+            events = self.tools.run(provider, self.chat, deployment)
+        else:
+            events = provider.stream(self.chat, deployment)
+        if self.turn is not None:
+            events = self.turn.capture(events)
+        self.phase = "connecting"
+        self.attempt_task = task = asyncio.ensure_future(
+            self.relay(events) if self.chat.stream else self.collect(events)
+        )
+        self.deadlines.attempt(merged)
+        self.services.balancer.started(deployment)
+        failed = True
+        try:
+            await task
+            failed = False
+        except asyncio.CancelledError:
+            failed = self.deadlines.expired is not None
+            if not failed or asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise
+            raise self.deadlines.timeout_error(deployment.provider) from None
+        finally:
+            self.attempt_task = None
+            self.deadlines.attempt_over()
+            self.services.balancer.finished(deployment, failed=failed)
+
+    async def relay(self, events: AsyncGenerator[Event, None]) -> None:
+        """The streamed answer: each event to the client as it arrives."""
+        encoder = self.encoder
+        try:
+            async for event in events:
+                if type(event) is Start:
+                    await self.on_start()
+                    continue
+                if isinstance(event, CONTENT_EVENTS):
+                    self.mark_content()
+                body = encoder.encode(event)
+                if body is not None:
+                    await self.write(body)
+            if not encoder.finished:
+                raise StreamTruncatedError
+            self.record.account(encoder.usage, encoder.finish)
+            if self.turn is not None:
+                await self.turn.finish("complete", self.record.deployment, None)
+            await self.outlet.close(encoder.end(self.summary()))
+            self.ended()
+        finally:
+            await events.aclose()
+
+    async def collect(self, events: AsyncGenerator[Event, None]) -> None:
+        """The whole answer, sent once it is complete."""
+        answer = AnswerBuilder()
+        self.phase = "non_streaming"
+        try:
+            async for event in events:
+                if isinstance(event, CONTENT_EVENTS):
+                    self.mark_content()
+                answer.add(event)
+        finally:
+            await events.aclose()
+        if answer.finish is None:
+            raise StreamTruncatedError
+        self.record.account(answer.usage, answer.finish)
+        if self.turn is not None:
+            await self.turn.finish("complete", self.record.deployment, None)
+        headers = [(b"content-type", b"application/json"), *self.deployment_header()]
+        await self.outlet.respond(200, headers, self.dialect.whole(answer, self.summary()))
+        self.ended()
+
+    def mark_content(self) -> None:
+        if self.deadlines.content():
+            self.phase = "streaming" if self.chat.stream else self.phase
+            self.record.mark_first_token()
+
+    async def on_start(self) -> None:
+        if not self.outlet.committed:
+            await self.commit(self.deployment_header())
+        if not self.role_sent:
+            self.role_sent = True
+            opening = self.encoder.opening()
+            if opening is not None:
+                await self.write(opening)
+        self.phase = "waiting_first_token"
+
+    async def commit(self, headers: Headers) -> None:
+        self.record.streamed = True
+        await self.outlet.commit(headers)
+
+    async def write(self, frame: bytes) -> None:
+        await self.outlet.write(frame)
+        self.record.chunks += 1
+
+    def ended(self) -> None:
+        # From here the server reports a disconnect for the finished response: not a client leaving.
+        self.phase = "done"
+        self.deadlines.done()
+
+    def provider_name(self) -> str | None:
+        return self.deployment.provider if self.deployment else None
+
+    def summary(self) -> Summary:
+        duration = round((time.perf_counter() - self.record.start) * 1000, 2)
+        return Summary(self.ticket.answer_id, self.chat.model, self.provider_name(), self.record.ttft_ms, duration)
+
+    async def fail(self, error: ApiError) -> None:
+        """Before the status is committed, an error response with its own status; after, an error event."""
+        self.record.error = error.code
+        if self.turn is not None and not self.client_gone:
+            await self.turn.finish(self.turn_outcome(), self.record.deployment, error.code)
+        if not self.outlet.committed:
+            response = error_response(error, self.request_id)
+            await self.outlet.respond(response.status_code, response.raw_headers, bytes(response.body))
+        else:
+            await self.outlet.close([self.encoder.error(error, self.request_id)])
+        self.ended()
+
+    def deployment_header(self) -> Headers:
+        return [(b"x-gateway-deployment", self.record.deployment.encode())] if self.record.deployment else []

@@ -1,0 +1,183 @@
+"""The steps every chat request takes between its decoded body and its exchange, whatever the ingress.
+
+``Intake.check`` is instant: it notes the request for the access line, refuses what the gateway
+cannot do, resolves the model to a plan and reads the conversation id. ``Intake.admit`` may take
+seconds: it offers the MCP tools asked for (their servers may be asked now) and joins the conversation
+(which may wait for a turn in flight). It runs while the client's disconnect is watched, so a client
+that leaves meanwhile cancels it: its turn never reaches the upstream and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import msgspec
+from starlette.requests import HTTPConnection
+from starlette.types import Message, Receive, Scope, Send
+
+from app.chat.exchange import Exchange, Ticket
+from app.chat.outlets import SERVER_SEND_KEY, HttpOutlet, Outlet
+from app.conversations.database import DatabaseError
+from app.conversations.turns import Conversations, Turn, store_unavailable
+from app.dialects.base import Dialect
+from app.errors import REQUEST_ID_KEY, ApiError
+from app.http.access import ACCESS_KEY, AccessRecord
+from app.http.auth import owner_of
+from app.services import Services
+from app.tools.loop import ToolLoop
+from app.tools.registry import McpRegistry, offer_tools
+from providers.request import ChatRequest, McpTools, message_role, message_text
+from providers.router import Plan
+
+MODEL_LOG_LIMIT = 200  # model names are the client's own text: bound what of them reaches the log
+CONVERSATION_HEADER = "x-conversation-id"
+
+
+class Claim(msgspec.Struct):
+    """A request that passed the instant checks, with the plan that will serve it."""
+
+    chat: ChatRequest
+    plan: Plan
+    record: AccessRecord
+    conversation_id: str | None
+    owner: str
+
+
+class InFlight:
+    """One chat in flight: while it is admitted, its task; once it runs, its exchange."""
+
+    def __init__(self, record: AccessRecord) -> None:
+        self.record = record
+        self.stage = "admission"  # where admission stands, for the access line of a client that left
+        self.task: asyncio.Task[None] | None = None
+        self.exchange: Exchange | None = None
+        self.left = False
+
+    def cancel(self) -> None:
+        if self.exchange is not None:
+            self.exchange.cancel()
+        elif self.task is not None and not self.left:
+            self.left = True
+            self.record.status, self.record.cancelled = 499, self.stage
+            self.task.cancel()
+
+
+class Intake:
+    def __init__(self, services: Services, conversations: Conversations, registry: McpRegistry):
+        self.services = services
+        self.conversations = conversations
+        self.registry = registry
+
+    def check(self, chat: ChatRequest, record: AccessRecord, owner: str, conversation_header: str | None) -> Claim:
+        note_request(record, chat, self.services.log_content)
+        check_supported(chat)
+        plan = self.services.router.resolve(chat.model)
+        return Claim(chat, plan, record, conversation_id_of(chat, conversation_header), owner)
+
+    async def admit(self, claim: Claim, dialect: Dialect, running: InFlight) -> Ticket:
+        running.stage = "discovering_tools"
+        chat, tools = await self.with_tools(claim.chat, claim.plan, claim.record)
+        running.stage = "waiting_for_conversation"
+        chat, turn = await self.join(chat, claim.conversation_id, claim.owner)
+        return Ticket(chat, claim.plan, claim.record, f"{dialect.id_prefix}{uuid.uuid4().hex}", turn, tools)
+
+    async def serve(self, claim: Claim, dialect: Dialect, running: InFlight, outlet: Outlet, request_id: str) -> None:
+        """Admit the chat, then run its exchange into ``outlet``; a client that left ends it quietly."""
+        running.task = asyncio.current_task()
+        try:
+            ticket = await self.admit(claim, dialect, running)
+        except asyncio.CancelledError:
+            if running.left:
+                return
+            raise
+        running.exchange = Exchange(self.services, ticket, dialect)
+        await running.exchange.serve(outlet, request_id)
+
+    async def with_tools(
+        self, chat: ChatRequest, plan: Plan, record: AccessRecord
+    ) -> tuple[ChatRequest, ToolLoop | None]:
+        """With MCP tools asked for (by the request or its alias): the request offering them, and the loop."""
+        if not plan.mcp and not any(isinstance(tool, McpTools) for tool in chat.tools or ()):
+            return chat, None
+        chat, offered = await offer_tools(self.registry, chat, plan)
+        if not offered:
+            return chat, None
+        loop = self.services.config.tool_loop
+        return chat, ToolLoop(self.registry, offered, loop.max_rounds, record, self.services.log_content)
+
+    async def join(self, chat: ChatRequest, conversation_id: str | None, owner: str) -> tuple[ChatRequest, Turn | None]:
+        """With a conversation: its history put into the request, and the turn that stores the answer."""
+        if conversation_id is None:
+            return chat, None
+        try:
+            return await self.conversations.begin(chat, conversation_id, owner)
+        except DatabaseError as exc:
+            raise store_unavailable(exc) from None
+
+
+class HttpChat:
+    """What an HTTP chat handler returns: an ASGI app that watches for the client's disconnect from
+    the moment the body is read, through admission and the whole exchange."""
+
+    def __init__(self, intake: Intake, claim: Claim, dialect: Dialect):
+        self.intake, self.claim, self.dialect = intake, claim, dialect
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        running = InFlight(self.claim.record)
+        watcher = asyncio.ensure_future(watch_disconnect(receive, running))
+        outlet = HttpOutlet(send, scope.get(SERVER_SEND_KEY, send))
+        try:
+            await self.intake.serve(self.claim, self.dialect, running, outlet, str(scope.get(REQUEST_ID_KEY, "")))
+        finally:
+            watcher.cancel()
+
+
+async def watch_disconnect(receive: Receive, running: InFlight) -> None:
+    """Cancels the chat the moment the client goes; the body is already read."""
+    message: Message = {"type": ""}
+    while message["type"] != "http.disconnect":
+        message = await receive()
+    running.cancel()
+
+
+def intake_of(connection: HTTPConnection) -> Intake:
+    intake: Intake = connection.app.state.intake
+    return intake
+
+
+def claim_http(request: HTTPConnection, chat: ChatRequest) -> Claim:
+    """The instant checks, for a chat that came as an HTTP body."""
+    record: AccessRecord = request.scope.get(ACCESS_KEY) or AccessRecord()
+    return intake_of(request).check(chat, record, owner_of(request.scope), request.headers.get(CONVERSATION_HEADER))
+
+
+def note_request(record: AccessRecord, chat: ChatRequest, log_content: bool) -> None:
+    """What the access line says of the request: its model, and its messages only when LOG_CONTENT is on."""
+    record.model = chat.model[:MODEL_LOG_LIMIT]
+    if log_content:
+        record.content = [{"role": message_role(m), "content": message_text(m.content)} for m in chat.messages]
+
+
+def check_supported(chat: ChatRequest) -> None:
+    if chat.n is not None and chat.n != 1:
+        raise ApiError(
+            400,
+            f"n={chat.n} asks for several choices, but this gateway returns one choice per request. "
+            "Send n=1 or leave it out, and send several requests for several answers.",
+            code="unsupported_parameter",
+            param="n",
+        )
+
+
+def conversation_id_of(chat: ChatRequest, header: str | None) -> str | None:
+    """The body's ``conversation_id``, else the X-Conversation-Id header (a proxy may add the header)."""
+    if header is not None and not 1 <= len(header) <= 128:
+        raise ApiError(
+            400,
+            f"The X-Conversation-Id header must be 1 to 128 characters, got {len(header)}. Send a conversation's "
+            "id from POST /api/v1/conversations, or leave the header out.",
+            code="invalid_value",
+            param="X-Conversation-Id",
+        )
+    return chat.conversation_id or header or None

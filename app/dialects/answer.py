@@ -1,0 +1,85 @@
+"""One answer gathered from its events, for the dialects' whole-answer bodies and for stored conversations."""
+
+from __future__ import annotations
+
+from msgspec import Struct
+
+from providers.base import (
+    Event,
+    Finish,
+    FinishReason,
+    ReasoningDelta,
+    Start,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    ToolResult,
+    ToolRun,
+    Usage,
+)
+
+
+class FinishedCall(Struct, frozen=True):
+    index: int
+    id: str
+    name: str
+    arguments: str
+
+
+class ToolCallParts:
+    """Tool calls as they stream: each starts with its id and name, then its arguments come in pieces."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, tuple[str, str, list[str]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.calls)
+
+    def start(self, event: ToolCallStart) -> None:
+        self.calls[event.index] = (event.id, event.name, [])
+
+    def extend(self, event: ToolCallDelta) -> None:
+        self.calls[event.index][2].append(event.arguments)
+
+    def finished(self) -> list[FinishedCall]:
+        """Every call, in index order, its arguments joined."""
+        return [
+            FinishedCall(i, call_id, name, "".join(parts)) for i, (call_id, name, parts) in sorted(self.calls.items())
+        ]
+
+
+class AnswerBuilder:
+    """Collects one answer's events; ``finish`` stays None until the provider said how it ended."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.tool_calls = ToolCallParts()
+        self.usage = Usage()
+        self.finish: FinishReason | None = None
+        # The tool rounds the gateway ran (MCP): each call with its round and where the text stood then.
+        self.tool_runs: list[tuple[int, int, ToolRun]] = []
+        self.tool_results: dict[str, ToolResult] = {}
+
+    def add(self, event: Event) -> None:
+        match event:
+            case TextDelta(text=text):
+                self.text.append(text)
+            case ReasoningDelta(text=text):
+                self.reasoning.append(text)
+            case ToolCallStart():
+                self.tool_calls.start(event)
+            case ToolCallDelta():
+                self.tool_calls.extend(event)
+            case Usage():
+                self.usage = event
+            case Finish(reason=reason):
+                self.finish = reason
+            case Start():
+                pass
+            case ToolRun():
+                answered = bool(self.tool_runs) and self.tool_runs[-1][2].id in self.tool_results
+                round_ = (self.tool_runs[-1][0] + answered) if self.tool_runs else 0
+                self.tool_runs.append((round_, len(self.text), event))
+            case ToolResult():
+                self.tool_results[event.id] = event

@@ -1,0 +1,61 @@
+"""What a client dialect is to the exchange: an encoder for a streamed answer and a whole-answer body.
+
+A dialect turns the canonical events into its client's bytes and nothing else; the exchange decides
+when to send them. One module per dialect implements ``Dialect``: ``openai`` (Chat Completions) and
+``native`` (named SSE events, WebSocket frames).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from msgspec import Struct
+
+from app.dialects.answer import AnswerBuilder
+from app.errors import ApiError
+from providers.base import Event, FinishReason, Usage
+from providers.request import ChatRequest
+
+
+class Summary(Struct):
+    """What the exchange knows at the end of an answer, for the closing frames and the whole body."""
+
+    message_id: str
+    model: str
+    provider: str | None
+    ttft_ms: float | None
+    duration_ms: float
+
+
+class StreamEncoder(Protocol):
+    """One stream's events as frames; ``finished`` turns true once the upstream said how it ended."""
+
+    @property
+    def finished(self) -> bool: ...
+
+    @property
+    def usage(self) -> Usage | None: ...
+
+    @property
+    def finish(self) -> FinishReason | None: ...
+
+    def opening(self) -> bytes | None:
+        """The frame sent once the upstream has answered, before any content (OpenAI's role chunk)."""
+
+    def encode(self, event: Event) -> bytes | None: ...
+
+    def end(self, summary: Summary) -> list[bytes]:
+        """The frames that close a complete answer."""
+
+    def error(self, error: ApiError, request_id: str) -> bytes:
+        """The frame that ends a stream that failed, so no client takes it for a clean ending."""
+
+
+class Dialect(Protocol):
+    id_prefix: str  # answer ids start with it: chatcmpl-..., msg_...
+
+    def stream(self, chat: ChatRequest, answer_id: str) -> StreamEncoder:
+        """A new encoder for one streamed answer."""
+
+    def whole(self, answer: AnswerBuilder, summary: Summary) -> bytes:
+        """The body of an answer that was not streamed."""

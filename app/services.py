@@ -1,0 +1,49 @@
+"""What every stage shares for the life of the process: the router, the balancer, the config, the spec.
+
+A plain container, built once by ``app.main``. The conversation store and the MCP registry are not in
+it: they live a layer above (``app.conversations``, ``app.tools``), and the intake that uses them is
+built beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.requests import HTTPConnection
+
+from app.config import DEFAULT_TIMEOUTS, GatewayConfig
+from providers.balancer import Balancer
+from providers.base import Deployment, Timeouts
+from providers.router import Router
+
+
+class Services:
+    def __init__(
+        self,
+        router: Router,
+        config: GatewayConfig,
+        spec: bytes,
+        provider_timeouts: Mapping[str, Timeouts] | None = None,
+        *,
+        log_content: bool = False,
+    ):
+        self.router = router
+        self.config = config
+        self.spec = spec
+        self.log_content = log_content
+        self.provider_timeouts = dict(provider_timeouts or {})
+        self.balancer = Balancer(config.reliability.cooldown)
+
+    def timeouts_for(self, deployment: Deployment, model: Timeouts | None) -> Timeouts:
+        """The deployment's own, else the model's, else its provider's, else the gateway's defaults."""
+        layers = (self.config.reliability.timeouts, self.provider_timeouts.get(deployment.provider), model)
+        timeouts = DEFAULT_TIMEOUTS
+        for layer in (*layers, deployment.timeouts):
+            if layer is not None:
+                timeouts = layer.over(timeouts)
+        return timeouts
+
+
+def services_of(connection: HTTPConnection) -> Services:
+    services: Services = connection.app.state.services
+    return services
