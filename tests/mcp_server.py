@@ -2,7 +2,7 @@
 
 Tools: ``add`` (two integers), ``weather`` (a city), ``slow`` (sleeps, and records whether it was
 cancelled), ``fail`` (raises). ``tools/list`` answers two tools a page, so clients must follow
-``nextCursor``. It runs uvicorn in a thread of its own; it can be stopped and started again on the
+``nextCursor``; ``list_delay`` makes each page slow. It runs uvicorn in a thread of its own; it can be stopped and started again on the
 same port, which forgets every session, as a restarted server does.
 """
 
@@ -22,7 +22,13 @@ PAGE = 2
 
 
 class PagedServer(MCPServer):
+    list_delay = 0.0  # seconds each tools/list page takes, for a slow server
+    list_started: threading.Event | None = None
+
     async def _handle_list_tools(self, ctx: Any, params: Any) -> ListToolsResult:
+        if self.list_started is not None:
+            self.list_started.set()
+        await asyncio.sleep(self.list_delay)
         tools = await self.list_tools()
         start = int(params.cursor) if params is not None and params.cursor else 0
         more = start + PAGE < len(tools)
@@ -30,8 +36,10 @@ class PagedServer(MCPServer):
 
 
 class ToolServer:
-    def __init__(self, port: int = 0, json_response: bool = False):
+    def __init__(self, port: int = 0, json_response: bool = False, list_delay: float = 0.0):
         self.port = port or free_port()
+        self.list_delay = list_delay
+        self.list_started = threading.Event()
         self.json_response = json_response
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         self.slow_started = threading.Event()
@@ -42,6 +50,7 @@ class ToolServer:
 
     def build(self) -> MCPServer:
         mcp = PagedServer("test-tools")
+        mcp.list_delay, mcp.list_started = self.list_delay, self.list_started
 
         @mcp.tool()
         def add(a: int, b: int) -> int:

@@ -1,5 +1,6 @@
 """The tool loop through a real gateway (uvicorn on 127.0.0.1) and a real MCP server: a client that
-leaves mid-tool, and a server that is down at start-up and comes back."""
+leaves mid-tool or while the tools are still being discovered, and a server that is down at start-up
+and comes back."""
 
 from __future__ import annotations
 
@@ -28,8 +29,10 @@ class ToolUser:
 
     def __init__(self, tool: str, arguments: str):
         self.tool, self.arguments = tool, arguments
+        self.calls = 0  # how many times the model was called
 
     async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:
+        self.calls += 1
         yield Start()
         result = next((m for m in request.messages if isinstance(m, ToolMessage)), None)
         if result is None:
@@ -101,3 +104,21 @@ async def test_a_server_down_at_start_up_joins_when_it_comes_back() -> None:
                 assert listing["servers"][0]["refreshed_at"] is not None
                 answer = (await client.post(f"{live.url}/v1/chat/completions", json=body)).json()
                 assert answer["choices"][0]["message"]["content"] == "The tool said: 42"
+
+
+async def test_a_client_leaving_during_tool_discovery_never_reaches_the_model() -> None:
+    port = free_port()  # down at start-up, so the request itself asks the (slow) server for its tools
+    model = ToolUser("add", '{"a": 1, "b": 2}')
+    with gateway(f"http://127.0.0.1:{port}/mcp", model) as live, ToolServer(port, list_delay=1.0) as slow:
+        async with httpx.AsyncClient(timeout=30) as client:
+            conversation = (await client.post(f"{live.url}/api/v1/conversations")).json()["id"]
+            body = {"model": "agent", "conversation_id": conversation, "messages": [{"role": "user", "content": "x"}]}
+            request = asyncio.ensure_future(client.post(f"{live.url}/v1/chat/completions", json=body))
+            assert await asyncio.to_thread(slow.list_started.wait, 10)
+            request.cancel()  # the client leaves while the gateway waits for the tool list
+            with pytest.raises(asyncio.CancelledError):
+                await request
+            await asyncio.sleep(2.5)  # the listing is done by now: a request that missed the leaving would run
+            stored = (await client.get(f"{live.url}/api/v1/conversations/{conversation}")).json()
+    assert model.calls == 0
+    assert stored["messages"] == []

@@ -167,3 +167,25 @@ async def test_two_replicas_on_one_database_take_turns(
     # The second replica waited for the first's turn, and sent its answer upstream as history.
     sent = orjson.loads(vendor.bodies[quick.removeprefix("vendor/")][0])["messages"]
     assert [m["content"] for m in sent] == ["slow one", "tok " * 10, "quick one"]
+
+
+async def test_a_second_turn_whose_client_leaves_while_waiting_never_runs(
+    start_gateway: Start, vendor: FakeVendor, client: httpx.AsyncClient
+) -> None:
+    gateway = start_gateway()
+    conversation = (await client.post(f"{gateway.url}/api/v1/conversations")).json()["id"]
+    slow, waiting = model("ok", tokens=20, delay_ms=50), model("ok", tokens=1)
+    first = asyncio.ensure_future(
+        client.post(f"{gateway.url}/v1/chat/completions", json=turn(conversation, slow, "slow one"))
+    )
+    await asyncio.sleep(0.2)  # the first turn holds the conversation now
+    second = asyncio.ensure_future(
+        client.post(f"{gateway.url}/v1/chat/completions", json=turn(conversation, waiting, "never mind"))
+    )
+    await asyncio.sleep(0.3)  # the second turn waits behind the first
+    second.cancel()  # its client leaves while it waits
+    assert (await first).text.endswith("data: [DONE]\n\n")
+    await asyncio.sleep(0.5)  # time for a turn that missed its client's leaving to run and be stored
+    assert waiting.removeprefix("vendor/") not in vendor.bodies
+    stored = (await client.get(f"{gateway.url}/api/v1/conversations/{conversation}")).json()["messages"]
+    assert [m["content"] for m in stored] == ["slow one", "tok " * 20]
