@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import httpx
 import msgspec
@@ -155,28 +155,47 @@ def in_band_error(provider: str, message: str | None, kind: str | int | None) ->
     return error_for(provider, status, message, "in its stream", None)
 
 
+class Mapped(NamedTuple):
+    """What an upstream status becomes: the error class and what the message says after the provider's name."""
+
+    kind: type[ProviderError]
+    says: str
+    param: str | None = None
+    waits: bool = False  # the upstream's Retry-After goes on to the client
+    quotes: bool = True  # the vendor's own words follow; never for auth, where they can echo part of the key
+
+
+AUTH = Mapped(
+    UpstreamAuthError,
+    "refused the gateway's credentials ({where}). The operator should check the API key configured for "
+    "{provider}; the client's request is not at fault.",
+    quotes=False,
+)
+REJECTED = Mapped(InvalidRequestError, "rejected the request ({where})")
+TIMED_OUT = Mapped(UpstreamTimeoutError, "timed out ({where})")
+UNAVAILABLE = Mapped(UpstreamUnavailableError, "is overloaded or unavailable ({where})", waits=True)
+# The one table from an upstream status to the error the client sees; any other status is OTHER (a 502).
+STATUS_ERRORS: dict[int, Mapped] = {
+    400: REJECTED,
+    401: AUTH,
+    403: AUTH,
+    404: Mapped(ModelNotFoundError, "does not know this model ({where})", param="model"),
+    408: TIMED_OUT,
+    413: REJECTED,
+    422: REJECTED,
+    429: Mapped(RateLimitedError, "is rate-limiting the gateway ({where})", waits=True),
+    503: UNAVAILABLE,
+    504: TIMED_OUT,
+    529: UNAVAILABLE,
+}
+OTHER = Mapped(ProviderError, "failed ({where})", waits=True)
+
+
 def error_for(provider: str, status: int, message: str | None, where: str, retry_after: float | None) -> ProviderError:
-    """The one table from an upstream status to the error the client sees."""
-    said = f": {message}" if message else ""
-    if status in (401, 403):
-        # The vendor's text can echo part of the key, so it is not passed on.
-        return UpstreamAuthError(
-            f"{provider} refused the gateway's credentials ({where}). The operator should check the API key "
-            f"configured for {provider}; the client's request is not at fault."
-        )
-    if status == 404:
-        return ModelNotFoundError(f"{provider} does not know this model ({where}){said}", param="model")
-    if status in (400, 413, 422):
-        return InvalidRequestError(f"{provider} rejected the request ({where}){said}")
-    if status == 429:
-        return RateLimitedError(f"{provider} is rate-limiting the gateway ({where}){said}", retry_after=retry_after)
-    if status in (503, 529):
-        return UpstreamUnavailableError(
-            f"{provider} is overloaded or unavailable ({where}){said}", retry_after=retry_after
-        )
-    if status in (408, 504):
-        return UpstreamTimeoutError(f"{provider} timed out ({where}){said}")
-    return ProviderError(f"{provider} failed ({where}){said}", retry_after=retry_after)
+    mapped = STATUS_ERRORS.get(status, OTHER)
+    said = f": {message}" if message and mapped.quotes else ""
+    text = f"{provider} {mapped.says.format(provider=provider, where=where)}{said}"
+    return mapped.kind(text, param=mapped.param, retry_after=retry_after if mapped.waits else None)
 
 
 class StreamMapper(Protocol):

@@ -103,6 +103,19 @@ def test_the_status_table(status: int, kind: type[ProviderError]) -> None:
 
 
 @pytest.mark.parametrize(
+    ("status", "waits"), [(429, True), (503, True), (529, True), (500, True), (400, False), (404, False), (504, False)]
+)
+def test_retry_after_goes_on_only_where_waiting_helps(status: int, waits: bool) -> None:
+    error = error_for("acme", status, None, f"HTTP {status}", 7.0)
+    assert error.retry_after == (7.0 if waits else None)
+
+
+def test_an_unknown_model_names_the_model_param() -> None:
+    assert error_for("acme", 404, None, "HTTP 404", None).param == "model"
+    assert error_for("acme", 400, None, "HTTP 400", None).param is None
+
+
+@pytest.mark.parametrize(
     ("kind", "error"),
     [
         ("rate_limit_exceeded", RateLimitedError),
