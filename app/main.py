@@ -37,9 +37,9 @@ from app.ops.shutdown import SHUTDOWN
 from app.services import Services
 from app.settings import Settings
 from app.tools.registry import McpRegistry
+from providers import make_client
 from providers.base import Provider
 from providers.catalog import HOW_TO_ENABLE, ProviderSpec, build_provider, env_specs
-from providers.http import make_client
 from providers.router import Router
 from providers.simulated import SimulatedProvider
 

@@ -13,6 +13,9 @@ import httpx
 import msgspec
 from msgspec import Struct
 
+from providers._http import HttpProvider, StreamMapper, decode_json, in_band_error
+from providers._sse import SSEDecoder
+from providers._translate import DATA_URI, system_text, tool_arguments, turns
 from providers.base import (
     Deployment,
     Event,
@@ -26,8 +29,6 @@ from providers.base import (
     ToolCallStart,
     Usage,
 )
-from providers.http import HttpProvider, StreamMapper, decode_json, in_band_error
-from providers.messages import DATA_URI, system_text, tool_arguments, turns
 from providers.request import (
     JSON_ENCODER,
     AssistantMessage,
@@ -40,7 +41,6 @@ from providers.request import (
     UserMessage,
     message_text,
 )
-from providers.sse import SSEDecoder
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"

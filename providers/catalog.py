@@ -5,17 +5,19 @@ A vendor is enabled when its key is set (for Ollama, its URL); every base URL ca
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import httpx
 import msgspec
 
+from providers._http import HttpProvider
 from providers.anthropic import AnthropicProvider
 from providers.base import Provider, Timeouts
 from providers.gemini import GeminiProvider
 from providers.ollama import OllamaProvider
 from providers.openai import OpenAIProvider
+from providers.openai_responses import OpenAIResponsesProvider
 
 ProviderType = Literal["openai", "anthropic", "gemini", "ollama"]
 
@@ -40,12 +42,14 @@ HOW_TO_ENABLE = {
     **{name: f"set {key_var} in the gateway's environment" for name, (_, key_var, _) in KEYED_VENDORS.items()},
     "ollama": "set OLLAMA_BASE_URL (or OLLAMA_HOST) in the gateway's environment",
 }
-PROVIDER_CLASSES: dict[ProviderType, Callable[..., Provider]] = {
+PROVIDER_CLASSES: dict[ProviderType, type[HttpProvider]] = {
     "openai": OpenAIProvider,
     "anthropic": AnthropicProvider,
     "gemini": GeminiProvider,
     "ollama": OllamaProvider,
 }
+# A vendor's other APIs, by the name a deployment's ``api`` gives them.
+OTHER_APIS: dict[ProviderType, dict[str, type[HttpProvider]]] = {"openai": {"responses": OpenAIResponsesProvider}}
 
 
 def env_specs(environ: Mapping[str, str]) -> dict[str, ProviderSpec]:
@@ -79,6 +83,8 @@ def ollama_url(environ: Mapping[str, str]) -> str | None:
 
 
 def build_provider(name: str, spec: ProviderSpec, client: httpx.AsyncClient) -> Provider:
-    return PROVIDER_CLASSES[spec.type](
-        name, client, base_url=spec.base_url, api_key=spec.api_key or None, headers=spec.headers
-    )
+    """The provider, with its other APIs beside it (a deployment's ``api`` picks one), all on one client."""
+    options: dict[str, Any] = {"base_url": spec.base_url, "api_key": spec.api_key or None, "headers": spec.headers}
+    provider = PROVIDER_CLASSES[spec.type](name, client, **options)
+    provider.apis = {api: kind(name, client, **options) for api, kind in OTHER_APIS.get(spec.type, {}).items()}
+    return provider

@@ -1,9 +1,12 @@
 """Google Gemini: ``streamGenerateContent?alt=sse`` for streams, ``generateContent`` for whole answers.
 
-The request body is built in ``providers.gemini_request``. Tool calls arrive whole, with object
-arguments and (on 2.x) no id, so the gateway makes one. The stream is CRLF-framed SSE with no
-sentinel: the chunk with ``finishReason`` ends it, and a bare ``{"error"}`` object can arrive inside
-a 200 stream.
+The request: roles become ``user`` and ``model``; system text goes to ``systemInstruction``; images
+go inline; tool results are ``functionResponse`` parts named after the call they answer; reasoning
+effort becomes a thinking budget.
+
+The stream: CRLF-framed SSE with no sentinel; the chunk with ``finishReason`` ends it, and a bare
+``{"error"}`` object can arrive inside a 200 stream. Tool calls arrive whole, with object arguments
+and (on 2.x) no id, so the gateway makes one.
 """
 
 from __future__ import annotations
@@ -14,6 +17,26 @@ import httpx
 import msgspec
 from msgspec import Struct
 
+from providers._http import (
+    HttpProvider,
+    StreamMapper,
+    VendorError,
+    common_error,
+    decode_json,
+    in_band_error,
+    protocol_error,
+    to_float,
+)
+from providers._sse import SSEDecoder
+from providers._translate import (
+    inline_image,
+    json_object_or_wrapped,
+    system_text,
+    tool_arguments,
+    tool_name_for,
+    tool_names,
+    turns,
+)
 from providers.base import (
     Deployment,
     Event,
@@ -28,43 +51,193 @@ from providers.base import (
     Usage,
     new_tool_call_id,
 )
-from providers.gemini_request import Camel, generate_body
-from providers.http import (
-    HttpProvider,
-    StreamMapper,
-    VendorError,
-    common_error,
-    decode_json,
-    in_band_error,
-    protocol_error,
-    to_float,
+from providers.request import (
+    JSON_ENCODER,
+    AssistantMessage,
+    ChatRequest,
+    ImagePart,
+    Message,
+    ResponseFormatJsonObject,
+    ResponseFormatJsonSchema,
+    Tool,
+    ToolChoiceFunction,
+    ToolMessage,
+    UserMessage,
+    message_text,
 )
-from providers.request import JSON_ENCODER, ChatRequest
-from providers.sse import SSEDecoder
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 MAX_WHOLE_BODY = 32 * 1024 * 1024
+# Gemini 3 rejects a replayed function call without the thought signature it came with, which a
+# stateless gateway does not keep; Google documents this value for history it did not record.
+REPLAY_SIGNATURE = "skip_thought_signature_validator"
+THINKING_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768}
 
 
-# The stream, as wire structs holding only the fields read.
-class WireFunctionCall(Camel):
+class Camel(Struct, rename="camel", omit_defaults=True):
+    """Gemini's JSON is camelCase; the fields here are not."""
+
+
+class InlineData(Camel):
+    mime_type: str
+    data: str
+
+
+class FunctionCall(Camel):
     name: str | None = None
     args: Any = None
-    id: str | None = None
+    id: str | None = None  # Gemini 3 names its calls; 2.x does not, so the gateway makes an id
 
 
-class WirePart(Camel):
+class FunctionResponse(Camel):
+    name: str
+    response: Any
+
+
+class Part(Camel):
     text: str | None = None
-    thought: bool | None = None
-    function_call: WireFunctionCall | None = None
+    thought: bool | None = None  # in the stream: this text is reasoning
+    inline_data: InlineData | None = None
+    function_call: FunctionCall | None = None
+    function_response: FunctionResponse | None = None
+    thought_signature: str | None = None
 
 
-class WireContent(Camel):
-    parts: list[WirePart] | None = None
+class Content(Camel):
+    parts: list[Part] = []
+    role: str | None = None
 
 
+class FunctionDeclaration(Camel):
+    name: str
+    description: str | None = None
+    parameters_json_schema: dict[str, Any] | None = None
+
+
+class GeminiTool(Camel):
+    function_declarations: list[FunctionDeclaration]
+
+
+class FunctionCallingConfig(Camel):
+    mode: str
+    allowed_function_names: list[str] | None = None
+
+
+class ToolConfig(Camel):
+    function_calling_config: FunctionCallingConfig
+
+
+class ThinkingConfig(Camel):
+    thinking_budget: int
+    include_thoughts: bool
+
+
+class GenerationConfig(Camel):
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop_sequences: list[str] | None = None
+    seed: int | None = None
+    response_mime_type: str | None = None
+    response_json_schema: dict[str, Any] | None = None
+    thinking_config: ThinkingConfig | None = None
+
+
+class GenerateBody(Camel):
+    contents: list[Content]
+    system_instruction: Content | None = None
+    tools: list[GeminiTool] | None = None
+    tool_config: ToolConfig | None = None
+    generation_config: GenerationConfig | None = None
+
+
+def generate_body(request: ChatRequest) -> GenerateBody:
+    system = system_text(request)
+    tools = request.function_tools
+    return GenerateBody(
+        contents=contents(turns(request), tool_names(request)),
+        system_instruction=Content([Part(text=system)]) if system else None,
+        tools=[GeminiTool([declaration(tool) for tool in tools])] if tools else None,
+        tool_config=tool_config(request),
+        generation_config=generation_config(request),
+    )
+
+
+def declaration(tool: Tool) -> FunctionDeclaration:
+    return FunctionDeclaration(tool.function.name, tool.function.description, tool.function.parameters)
+
+
+def contents(messages: list[Message], names: dict[str, str]) -> list[Content]:
+    """Turns of ``user`` and ``model``; consecutive tool results share one turn, as Gemini wants."""
+    result: list[Content] = []
+    for message in messages:
+        role = "model" if isinstance(message, AssistantMessage) else "user"
+        parts = parts_of(message, names)
+        if not parts:
+            continue
+        if result and result[-1].role == role and isinstance(message, ToolMessage):
+            result[-1].parts.extend(parts)
+        else:
+            result.append(Content(parts, role))
+    return result
+
+
+def parts_of(message: Message, names: dict[str, str]) -> list[Part]:
+    match message:
+        case UserMessage(content=str() as text):
+            return [Part(text=text)] if text else []
+        case UserMessage(content=list() as items):
+            return [image_part(item) if isinstance(item, ImagePart) else Part(text=item.text) for item in items]
+        case AssistantMessage(tool_calls=calls):
+            text = message_text(message.content)
+            called = [
+                Part(function_call=FunctionCall(c.function.name, tool_arguments(c)), thought_signature=REPLAY_SIGNATURE)
+                for c in calls or ()
+            ]
+            return ([Part(text=text)] if text else []) + called
+        case ToolMessage(tool_call_id=call_id):
+            name = tool_name_for(names, call_id, "Gemini")
+            response = json_object_or_wrapped(message_text(message.content))
+            return [Part(function_response=FunctionResponse(name, response))]
+    return []
+
+
+def image_part(part: ImagePart) -> Part:
+    mime, data = inline_image(part, "Gemini")
+    return Part(inline_data=InlineData(mime, data))
+
+
+def tool_config(request: ChatRequest) -> ToolConfig | None:
+    choice = request.tool_choice
+    if isinstance(choice, ToolChoiceFunction):
+        return ToolConfig(FunctionCallingConfig("ANY", [choice.function.name]))
+    modes = {"none": "NONE", "auto": "AUTO", "required": "ANY"}
+    return ToolConfig(FunctionCallingConfig(modes[choice])) if choice else None
+
+
+def generation_config(request: ChatRequest) -> GenerationConfig:
+    stop, budget = request.stop, THINKING_BUDGETS.get(request.reasoning_effort or "")
+    mime, schema = None, None
+    match request.response_format:
+        case ResponseFormatJsonSchema(json_schema=json_schema):
+            mime, schema = "application/json", json_schema.schema or {}
+        case ResponseFormatJsonObject():
+            mime = "application/json"
+    return GenerationConfig(
+        max_output_tokens=request.token_limit,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        stop_sequences=[stop] if isinstance(stop, str) else stop,
+        seed=request.seed,
+        response_mime_type=mime,
+        response_json_schema=schema,
+        thinking_config=None if budget is None else ThinkingConfig(budget, include_thoughts=budget > 0),
+    )
+
+
+# The stream, as wire structs holding only the fields read (its parts are the request's Part).
 class Candidate(Camel):
-    content: WireContent | None = None
+    content: Content | None = None
     finish_reason: str | None = None
 
 
@@ -94,16 +267,8 @@ class Chunk(Camel):
 
 
 CHUNK_DECODER = msgspec.json.Decoder(Chunk)
-SAFETY = {
-    "SAFETY",
-    "RECITATION",
-    "BLOCKLIST",
-    "PROHIBITED_CONTENT",
-    "SPII",
-    "IMAGE_SAFETY",
-    "IMAGE_PROHIBITED_CONTENT",
-    "IMAGE_RECITATION",
-}
+SAFETY = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
+SAFETY |= {"IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION"}  # the same refusals, of an image
 FAILED = {"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"}
 
 
@@ -169,7 +334,7 @@ class GeminiStream:
         if candidate.finish_reason:
             self.finish_reason = candidate.finish_reason
 
-    def read_part(self, part: WirePart, events: list[Event]) -> None:
+    def read_part(self, part: Part, events: list[Event]) -> None:
         if part.function_call is not None:
             call, index = part.function_call, self.tool_calls
             self.tool_calls += 1

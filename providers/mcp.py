@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import msgspec
 
-from providers.http import timed_out
-from providers.sse import SSEDecoder
+from providers._http import timed_out
+from providers._sse import SSEDecoder
 
 PROTOCOL_VERSION = "2025-11-25"  # the newest revision reachable through the initialize handshake
 CLIENT_INFO = {"name": "llm-gateway", "version": "0.1.0"}

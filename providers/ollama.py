@@ -13,6 +13,9 @@ import httpx
 import msgspec
 from msgspec import Struct
 
+from providers._http import HttpProvider, StreamMapper, common_error, decode_json, in_band_error
+from providers._lines import NDJSONDecoder
+from providers._translate import inline_image, tool_arguments, tool_name_for, tool_names
 from providers.base import (
     Deployment,
     Event,
@@ -26,9 +29,6 @@ from providers.base import (
     Usage,
     new_tool_call_id,
 )
-from providers.http import HttpProvider, StreamMapper, common_error, decode_json, in_band_error
-from providers.messages import inline_image, tool_arguments, tool_name_for, tool_names
-from providers.ndjson import NDJSONDecoder
 from providers.request import (
     JSON_ENCODER,
     AssistantMessage,

@@ -1,6 +1,6 @@
 """OpenAI Chat Completions, for api.openai.com and any OpenAI-compatible server (vLLM, llama.cpp, Groq, ...).
 
-A deployment with ``api: responses`` goes through the Responses API instead (``openai_responses``).
+A deployment with ``api: responses`` goes to ``OpenAIResponsesProvider`` (``openai_responses``) instead.
 The request is the client's own dialect, so it is re-encoded nearly as sent; the stream is read for
 text, reasoning (``reasoning_content`` or ``reasoning``), tool-call fragments keyed by index, usage,
 the finish reason and in-band errors. ``[DONE]`` is the terminator: a stream without it is truncated.
@@ -12,7 +12,8 @@ import httpx
 import msgspec
 from msgspec import Struct
 
-from providers import openai_responses
+from providers._http import HttpProvider, StreamMapper, decode_json, in_band_error
+from providers._sse import SSEDecoder
 from providers.base import (
     Deployment,
     Event,
@@ -26,7 +27,6 @@ from providers.base import (
     Usage,
     new_tool_call_id,
 )
-from providers.http import HttpProvider, StreamMapper, decode_json, in_band_error
 from providers.request import (
     JSON_ENCODER,
     ChatRequest,
@@ -36,7 +36,6 @@ from providers.request import (
     Tool,
     ToolChoice,
 )
-from providers.sse import SSEDecoder
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 FINISH_REASONS: dict[str | None, FinishReason] = {
@@ -247,12 +246,7 @@ class OpenAIProvider(HttpProvider):
     default_base_url = DEFAULT_BASE_URL
 
     def build_request(self, request: ChatRequest, deployment: Deployment) -> httpx.Request:
-        if deployment.api == "responses":
-            body = JSON_ENCODER.encode(openai_responses.responses_body(request, deployment.model))
-            return self.post(f"{self.base_url}/responses", body)
         return self.post(f"{self.base_url}/chat/completions", JSON_ENCODER.encode(chat_body(request, deployment.model)))
 
     def mapper(self, request: ChatRequest, deployment: Deployment) -> StreamMapper:
-        if deployment.api == "responses":
-            return openai_responses.ResponsesStream(self.name)
         return ChatStream(self.name)

@@ -10,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import msgspec
 from msgspec import Struct
 
+from providers._http import StreamMapper, decode_json, in_band_error
+from providers._sse import SSEDecoder
 from providers.base import (
+    Deployment,
     Event,
     Finish,
     FinishReason,
@@ -25,8 +29,9 @@ from providers.base import (
     ToolCallStart,
     Usage,
 )
-from providers.http import decode_json, in_band_error
+from providers.openai import OpenAIProvider
 from providers.request import (
+    JSON_ENCODER,
     AssistantMessage,
     ChatRequest,
     DeveloperMessage,
@@ -39,7 +44,6 @@ from providers.request import (
     UserMessage,
     message_text,
 )
-from providers.sse import SSEDecoder
 
 
 class InputText(Struct, tag="input_text", tag_field="type"):
@@ -326,3 +330,13 @@ def usage_of(usage: WireUsage) -> Usage:
     cached = usage.input_tokens_details.cached_tokens if usage.input_tokens_details else None
     reasoning = usage.output_tokens_details.reasoning_tokens if usage.output_tokens_details else None
     return Usage(usage.input_tokens or 0, usage.output_tokens or 0, cached or 0, reasoning or 0)
+
+
+class OpenAIResponsesProvider(OpenAIProvider):
+    """OpenAI's Responses API, for deployments with ``api: responses``, on the same client and key."""
+
+    def build_request(self, request: ChatRequest, deployment: Deployment) -> httpx.Request:
+        return self.post(f"{self.base_url}/responses", JSON_ENCODER.encode(responses_body(request, deployment.model)))
+
+    def mapper(self, request: ChatRequest, deployment: Deployment) -> StreamMapper:
+        return ResponsesStream(self.name)

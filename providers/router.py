@@ -70,6 +70,12 @@ class Router:
         disabled: Mapping[str, str] | None = None,
     ):
         self.providers = {provider.name: provider for provider in providers}
+        # (provider, api) for the APIs a provider has besides its own, picked once here, not per request.
+        self.endpoints = {
+            (name, api): variant
+            for name, p in self.providers.items()
+            for api, variant in getattr(p, "apis", {}).items()
+        }
         self.aliases = dict(aliases or {})
         self.disabled = dict(disabled or {})
         self.builtins = {model: p.name for p in self.providers.values() for model in p.models}
@@ -104,7 +110,8 @@ class Router:
         )
 
     def provider(self, deployment: Deployment) -> Provider:
-        return self.providers[deployment.provider]
+        """The provider for the deployment's API: its own, or one of its others (OpenAI's Responses)."""
+        return self.endpoints.get((deployment.provider, deployment.api)) or self.providers[deployment.provider]
 
     def list_models(self) -> list[ModelInfo]:
         models = []

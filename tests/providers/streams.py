@@ -7,8 +7,8 @@ from pathlib import Path
 
 import httpx
 
+from providers._http import StreamMapper
 from providers.base import Event
-from providers.http import StreamMapper
 from providers.request import CHAT_REQUEST_DECODER, ChatRequest
 
 FIXTURES = Path(__file__).parent / "fixtures"

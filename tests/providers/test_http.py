@@ -9,6 +9,16 @@ import httpx
 import pytest
 import respx
 
+from providers._http import (
+    common_error,
+    connect_error,
+    error_for,
+    in_band_error,
+    make_client,
+    retry_after_from,
+    timed_out,
+    upstream_events,
+)
 from providers.base import (
     Finish,
     InvalidRequestError,
@@ -21,16 +31,6 @@ from providers.base import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
     Usage,
-)
-from providers.http import (
-    common_error,
-    connect_error,
-    error_for,
-    in_band_error,
-    make_client,
-    retry_after_from,
-    timed_out,
-    upstream_events,
 )
 from providers.openai import ChatStream
 from tests.providers.streams import fixture

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from providers.http import make_client
+from providers._http import make_client
 from providers.mcp import McpClient, McpError, McpServerSpec
 from tests.mcp_server import ToolServer, free_port
 

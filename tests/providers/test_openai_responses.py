@@ -20,8 +20,7 @@ from providers.base import (
     UpstreamUnavailableError,
     Usage,
 )
-from providers.openai import OpenAIProvider
-from providers.openai_responses import ResponsesStream
+from providers.openai_responses import OpenAIResponsesProvider, ResponsesStream
 from providers.request import CHAT_REQUEST_DECODER
 from tests.providers.streams import assert_same_in_any_pieces, fixture, run, streamed
 
@@ -90,7 +89,7 @@ def test_request_becomes_input_items_with_flat_tools() -> None:
         {"role":"assistant","content":"ok","tool_calls":[{"id":"call_1","type":"function","function":{"name":"calc","arguments":"{}"}}]},
         {"role":"tool","tool_call_id":"call_1","content":"57"}]}"""
     )
-    provider = OpenAIProvider("openai", httpx.AsyncClient(), base_url="https://api.test/v1")
+    provider = OpenAIResponsesProvider("openai", httpx.AsyncClient(), base_url="https://api.test/v1")
     http_request = provider.build_request(request, CODEX)
     assert http_request.url == "https://api.test/v1/responses"
     assert msgspec.json.decode(http_request.content) == {
@@ -122,7 +121,7 @@ def test_request_becomes_input_items_with_flat_tools() -> None:
 
 def test_stop_sequences_are_a_clear_400() -> None:
     request = CHAT_REQUEST_DECODER.decode(b'{"model":"m","messages":[{"role":"user","content":"x"}],"stop":"END"}')
-    provider = OpenAIProvider("openai", httpx.AsyncClient())
+    provider = OpenAIResponsesProvider("openai", httpx.AsyncClient())
     with pytest.raises(InvalidRequestError, match="no stop sequences"):
         provider.build_request(request, CODEX)
 
@@ -132,6 +131,6 @@ async def test_stream_over_http() -> None:
     respx.post("https://api.test/v1/responses").mock(side_effect=streamed(fixture("responses_text.sse"), size=11))
     request = CHAT_REQUEST_DECODER.decode(b'{"model":"m","messages":[{"role":"user","content":"x"}]}')
     async with httpx.AsyncClient() as client:
-        provider = OpenAIProvider("openai", client, base_url="https://api.test/v1", api_key="k")
+        provider = OpenAIResponsesProvider("openai", client, base_url="https://api.test/v1", api_key="k")
         events = [event async for event in provider.stream(request, CODEX)]
     assert events == [Start(), TextDelta("Why"), TextDelta(" did"), Usage(11, 18), Finish("stop")]

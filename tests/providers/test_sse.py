@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from providers._sse import SSEDecoder, SSEEvent
 from providers.base import UpstreamProtocolError
-from providers.sse import SSEDecoder, SSEEvent
 
 
 def decode_whole(data: bytes) -> list[SSEEvent]:

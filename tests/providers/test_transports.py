@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from providers._http import TRANSPORTS, make_client
 from providers.base import (
     Deployment,
     Event,
@@ -25,7 +26,6 @@ from providers.base import (
     UpstreamUnavailableError,
     Usage,
 )
-from providers.http import TRANSPORTS, make_client
 from providers.openai import OpenAIProvider
 from providers.request import CHAT_REQUEST_DECODER
 from tests.conftest import LiveServer

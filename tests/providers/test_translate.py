@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from providers._translate import inline_image, json_object_or_wrapped, system_text, tool_arguments, tool_name_for, turns
 from providers.base import InvalidRequestError
-from providers.messages import inline_image, json_object_or_wrapped, system_text, tool_arguments, tool_name_for, turns
 from providers.request import CHAT_REQUEST_DECODER, FunctionCall, ImagePart, ImageUrl, ToolCall
 
 REQUEST = CHAT_REQUEST_DECODER.decode(

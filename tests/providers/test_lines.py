@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from providers._lines import NDJSONDecoder
 from providers.base import UpstreamProtocolError
-from providers.ndjson import NDJSONDecoder
 
 STREAM = b'{"a":"\xd0\xb8\xd0\xb7"}\n\n{"b":2}\r\n{"c":"\\u003c"}\n{"last":true}'
 EXPECTED = [b'{"a":"\xd0\xb8\xd0\xb7"}', b'{"b":2}', b'{"c":"\\u003c"}', b'{"last":true}']

@@ -21,6 +21,7 @@ from providers.base import (
     Event,
     InvalidRequestError,
     ModelNotFoundError,
+    Provider,
     ProviderError,
     RateLimitedError,
     Start,
@@ -304,6 +305,8 @@ class HttpProvider:
         self.base_url = (base_url or self.default_base_url).rstrip("/")
         auth = self.auth_headers(api_key) if api_key else {}
         self.headers = {"content-type": "application/json", "accept": self.accept, **auth, **(headers or {})}
+        # Its other APIs (OpenAI's Responses), each a provider of its own on this client; the catalog adds them.
+        self.apis: dict[str, Provider] = {}
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"authorization": f"Bearer {api_key}"}
