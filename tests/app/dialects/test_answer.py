@@ -4,7 +4,7 @@ import orjson
 
 from app.dialects.answer import AnswerBuilder
 from app.dialects.openai import completion_body
-from providers.base import Event, Finish, Start, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from providers.base import Event, Finish, Start, TextDelta, ToolCallDelta, ToolCallStart, ToolResult, ToolRun, Usage
 
 
 def build(events: list[Event]) -> dict[str, object]:
@@ -52,3 +52,23 @@ def test_parallel_tool_calls_are_ordered_by_index_with_arguments_joined() -> Non
 def test_an_empty_answer_is_an_empty_string_not_null() -> None:
     body = build([Start(), Finish("stop")])
     assert body["choices"][0]["message"]["content"] == ""  # type: ignore[index]
+
+
+def test_tool_rounds_are_numbered_and_placed_where_the_text_stood() -> None:
+    builder = AnswerBuilder()
+    for event in (
+        TextDelta("let me see"),
+        ToolRun("c1", "add", "{}", "tools"),
+        ToolRun("c2", "add", "{}", "tools"),
+        ToolResult("c1", "add", "tools", "3", False, 1.0),
+        ToolResult("c2", "add", "tools", "4", False, 1.0),
+        TextDelta(" and"),
+        ToolRun("c3", "add", "{}", "tools"),
+    ):
+        builder.add(event)
+    assert [(round_, position, run.id) for round_, position, run in builder.tool_runs] == [
+        (0, 1, "c1"),
+        (0, 1, "c2"),
+        (1, 2, "c3"),
+    ]
+    assert set(builder.tool_results) == {"c1", "c2"}

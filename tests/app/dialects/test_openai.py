@@ -5,9 +5,12 @@ from typing import Any
 import orjson
 import pytest
 
-from app.dialects.openai import DONE, ChunkEncoder
+from app.dialects.answer import AnswerBuilder
+from app.dialects.base import Summary
+from app.dialects.openai import CHAT_COMPLETIONS, DONE, ChunkEncoder
 from app.errors import ApiError
 from providers.base import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from providers.request import CHAT_REQUEST_DECODER
 
 
 def encoder(include_usage: bool = False) -> ChunkEncoder:
@@ -88,3 +91,26 @@ def test_error_frame_is_the_envelope_without_done() -> None:
         }
     }
     assert DONE not in frame
+
+
+def test_the_dialect_makes_a_stream_encoder_for_the_request() -> None:
+    chat = CHAT_REQUEST_DECODER.decode(
+        b'{"model":"alias","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"x"}]}'
+    )
+    encoder = CHAT_COMPLETIONS.stream(chat, "chatcmpl-9")
+    encoder.encode(Usage(1, 1))
+    usage_frame, done = encoder.end()
+    assert chunk(usage_frame)["id"] == "chatcmpl-9"
+    assert chunk(usage_frame)["model"] == "alias"
+    assert chunk(usage_frame)["usage"]["total_tokens"] == 2
+    assert done == DONE
+    assert CHAT_COMPLETIONS.id_prefix == "chatcmpl-"
+
+
+def test_the_whole_answer_is_a_chat_completion_named_after_the_summary() -> None:
+    answer = AnswerBuilder()
+    for event in (TextDelta("hi"), Usage(1, 1), Finish("stop")):
+        answer.add(event)
+    body = orjson.loads(CHAT_COMPLETIONS.whole(answer, Summary("chatcmpl-7", "alias", "p", None, 1.0)))
+    assert (body["id"], body["model"], body["object"]) == ("chatcmpl-7", "alias", "chat.completion")
+    assert body["choices"][0]["message"]["content"] == "hi"
