@@ -116,7 +116,14 @@ class Conversations:
         deadline = time.monotonic() + self.settings.turn_wait_seconds
         delay = 0.02
         while True:
-            outcome, stored = await self.store.take(conversation_id, owner, token, time.time(), LEASE_SECONDS, history)
+            try:
+                outcome, stored = await self.store.take(
+                    conversation_id, owner, token, time.time(), LEASE_SECONDS, history
+                )
+            except asyncio.CancelledError:
+                # The client left with the trip in flight: the lease may be taken by now, and nobody would free it.
+                self.spawn(self.abandon(conversation_id, token))
+                raise
             if outcome == "acquired":
                 self.held += 1
                 if self.renewer is None or self.renewer.done():
@@ -165,6 +172,13 @@ class Conversations:
         event = self.released.pop(conversation_id, None)
         if event is not None:
             event.set()
+
+    async def abandon(self, conversation_id: str, token: str) -> None:
+        """Free a lease this turn may hold but never counted: its trip was cancelled on the way back."""
+        try:
+            await self.store.release(conversation_id, token)
+        except DatabaseError as exc:  # the lease then expires on its own
+            log.error("conversation_release_failed", conversation_id=conversation_id, error=str(exc))
 
     async def release(self, conversation_id: str, token: str) -> None:
         try:

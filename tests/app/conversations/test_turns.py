@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -23,6 +24,7 @@ from app.http.auth import AuthSettings, GatewayKey
 from app.main import create_app
 from providers.base import Event, Finish, Start, ToolCallDelta, ToolCallStart, Usage
 from providers.catalog import ProviderSpec
+from providers.request import CHAT_REQUEST_DECODER
 from tests.app.conversations.helpers import (
     NO_RETRIES,
     RecordingProvider,
@@ -438,3 +440,30 @@ async def test_waiting_for_another_replica_leaves_nothing_behind(
         await conversations.store.release(conversation, "elsewhere/1")
         assert (await waiting).status_code == 200
     assert (conversations.released, conversations.waiting, conversations.held) == ({}, {}, 0)
+
+
+async def test_a_turn_cancelled_with_its_lease_trip_in_flight_frees_the_lease(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = gateway_app(database_url, monkeypatch, RecordingProvider())
+    conversations: Conversations = app.state.conversations
+    async with serving(app) as client:
+        conversation = await new_conversation(client)
+        store, take, arrived = conversations.store, conversations.store.take, asyncio.Event()
+
+        async def slow_answer(*args: Any) -> Any:
+            result = await take(*args)  # the database took the lease...
+            arrived.set()
+            await asyncio.sleep(10)  # ...and the answer is still on its way back when the client leaves
+            return result
+
+        monkeypatch.setattr(store, "take", slow_answer)
+        chat = CHAT_REQUEST_DECODER.decode(b'{"model":"rec/m","messages":[{"role":"user","content":"x"}]}')
+        begin = asyncio.ensure_future(conversations.begin(chat, conversation, ""))
+        await arrived.wait()
+        begin.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await begin
+        monkeypatch.setattr(store, "take", take)
+        await asyncio.wait_for(asyncio.gather(*conversations.pending), 5)
+        assert (await store.take(conversation, "", "next/1", time.time(), 60, 0))[0] == "acquired"
