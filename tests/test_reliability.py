@@ -100,7 +100,7 @@ class TestCancellation:
         left = await leave_after(client, gateway().url, body(model), seconds=0.3)
         assert vendor.closed_at(model) - left < CLOSE_WITHIN
         line = access_line(capfd, model)
-        assert (line["cancelled"], line["phase"]) == (True, "connecting")
+        assert (line["status"], line["cancelled"], line["phase"]) == (499, True, "connecting")
 
     async def test_while_waiting_for_the_first_token(
         self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient, capfd: pytest.CaptureFixture[str]

@@ -132,6 +132,8 @@ class Exchange:
         if self.phase != "done" and self.main_task is not None:
             self.client_gone = True
             self.record.cancelled = self.phase
+            if not self.outlet.committed:
+                self.record.status = 499  # no status was sent: the access line says the client left, not a 500
             self.main_task.cancel()
 
     async def run(self) -> None:

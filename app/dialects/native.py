@@ -187,14 +187,6 @@ def socket_error(request_id: str | None, error: ApiError) -> bytes:
     return socket_frame("error", request_id, {"error": error.body(request_id or "")})
 
 
-def whole_answer(builder: AnswerBuilder, summary: Summary) -> bytes:
-    assert builder.finish is not None
-    calls = tool_calls(builder.tool_calls)
-    base = msgspec.structs.asdict(completion(summary, builder.finish, builder.usage))
-    content, reasoning = "".join(builder.text), "".join(builder.reasoning) or None
-    return ENCODER.encode(Answer(**base, content=content, reasoning=reasoning, tool_calls=calls or None))
-
-
 def completion(summary: Summary, finish: FinishReason, usage: Usage | None) -> Complete:
     """The ``complete`` event: what the exchange knows, and how the answer ended."""
     return Complete(
@@ -217,7 +209,12 @@ class NativeChat:
         return NativeSSEEncoder()
 
     def whole(self, answer: AnswerBuilder, summary: Summary) -> bytes:
-        return whole_answer(answer, summary)
+        """``complete``'s fields, plus the content, reasoning and tool calls."""
+        assert answer.finish is not None
+        calls = tool_calls(answer.tool_calls)
+        base = msgspec.structs.asdict(completion(summary, answer.finish, answer.usage))
+        content, reasoning = "".join(answer.text), "".join(answer.reasoning) or None
+        return ENCODER.encode(Answer(**base, content=content, reasoning=reasoning, tool_calls=calls or None))
 
 
 class NativeSocket(NativeChat):

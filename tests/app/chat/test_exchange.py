@@ -219,13 +219,30 @@ async def test_keepalives_commit_a_silent_stream() -> None:
     assert data(frames[0])["error"]["code"] == "upstream_timeout"  # type: ignore[index]
 
 
-@pytest.mark.parametrize("stream", [True, False])
-async def test_a_total_timeout_before_any_upstream_answer_is_a_504(stream: bool) -> None:
-    class Silent(Endless):
-        async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:
+class Silent(Endless):
+    """Never answers, until it is closed."""
+
+    async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:
+        try:
             await asyncio.sleep(10)
             yield Start()
+        finally:
+            self.closed = True
 
+
+async def test_a_client_leaving_before_any_status_is_logged_as_499() -> None:
+    provider = Silent()
+    outlet, ex = Recorder(), exchange(provider)
+    serving = asyncio.ensure_future(ex.serve(outlet, "req-1"))
+    await asyncio.sleep(0.05)
+    ex.cancel()
+    await asyncio.wait_for(serving, 1)
+    assert (ex.record.status, ex.record.cancelled, outlet.calls) == (499, "connecting", [])
+    assert provider.closed
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_total_timeout_before_any_upstream_answer_is_a_504(stream: bool) -> None:
     reliability = Reliability(retries=0, timeouts=Timeouts(total=0.05), keepalive_seconds=60)
     outlet, ex = Recorder(), exchange(Silent(), stream=stream, reliability=reliability)
     await asyncio.wait_for(ex.serve(outlet, "req-1"), 2)
