@@ -253,10 +253,18 @@ class PromptFeedback(Camel):
     block_reason: str | None = None
 
 
+class ErrorDetail(Camel):
+    reason: str | None = None
+    retry_delay: str | None = None
+
+
 class WireError(Camel):
+    """In a 200 stream, or as the whole body of an error status."""
+
     code: int | None = None
     message: str | None = None
     status: str | None = None
+    details: list[ErrorDetail] | None = None
 
 
 class Chunk(Camel):
@@ -365,27 +373,14 @@ def usage_of(usage: UsageMetadata) -> Usage:
     )
 
 
-class ErrorDetail(Camel):
-    reason: str | None = None
-    retry_delay: str | None = None
-
-
-class ErrorBody(Struct):
-    details: list[ErrorDetail] | None = None
-
-
-class ErrorEnvelope(Struct):
-    error: ErrorBody | None = None
-
-
 def gemini_error(body: bytes) -> VendorError:
     """The common message, plus Gemini's retryDelay and its way of refusing a bad key with a 400."""
     common = common_error(body)
     try:
-        envelope = msgspec.json.decode(body.strip().strip(b"[]"), type=ErrorEnvelope)
+        error = CHUNK_DECODER.decode(body.strip().strip(b"[]")).error
     except msgspec.MsgspecError:
         return common
-    details = (envelope.error.details if envelope.error else None) or []
+    details = (error.details if error else None) or []
     delay = next((d.retry_delay for d in details if d.retry_delay), None)
     auth = any(d.reason == "API_KEY_INVALID" for d in details)
     seconds = to_float(delay.rstrip("s")) if delay else None
