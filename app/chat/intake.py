@@ -38,6 +38,7 @@ class Claim(msgspec.Struct):
     """A request that passed the instant checks, with the plan that will serve it."""
 
     chat: ChatRequest
+    dialect: Dialect
     plan: Plan
     record: AccessRecord
     conversation_id: str | None
@@ -69,29 +70,32 @@ class Intake:
         self.conversations = conversations
         self.registry = registry
 
-    def check(self, chat: ChatRequest, record: AccessRecord, owner: str, conversation_header: str | None) -> Claim:
+    def check(
+        self, chat: ChatRequest, dialect: Dialect, record: AccessRecord, owner: str, conversation_header: str | None
+    ) -> Claim:
         note_request(record, chat, self.services.log_content)
         check_supported(chat)
         plan = self.services.router.resolve(chat.model)
-        return Claim(chat, plan, record, conversation_id_of(chat, conversation_header), owner)
+        return Claim(chat, dialect, plan, record, conversation_id_of(chat, conversation_header), owner)
 
-    async def admit(self, claim: Claim, dialect: Dialect, running: InFlight) -> Ticket:
+    async def admit(self, claim: Claim, running: InFlight) -> Ticket:
         running.stage = "discovering_tools"
         chat, tools = await self.with_tools(claim.chat, claim.plan, claim.record)
         running.stage = "waiting_for_conversation"
         chat, turn = await self.join(chat, claim.conversation_id, claim.owner)
-        return Ticket(chat, claim.plan, claim.record, f"{dialect.id_prefix}{uuid.uuid4().hex}", turn, tools)
+        answer_id = f"{claim.dialect.id_prefix}{uuid.uuid4().hex}"
+        return Ticket(chat, claim.plan, claim.record, answer_id, turn, tools)
 
-    async def serve(self, claim: Claim, dialect: Dialect, running: InFlight, outlet: Outlet, request_id: str) -> None:
+    async def serve(self, claim: Claim, running: InFlight, outlet: Outlet, request_id: str) -> None:
         """Admit the chat, then run its exchange into ``outlet``; a client that left ends it quietly."""
         running.task = asyncio.current_task()
         try:
-            ticket = await self.admit(claim, dialect, running)
+            ticket = await self.admit(claim, running)
         except asyncio.CancelledError:
             if running.left:
                 return
             raise
-        running.exchange = Exchange(self.services, ticket, dialect)
+        running.exchange = Exchange(self.services, ticket, claim.dialect)
         await running.exchange.serve(outlet, request_id)
 
     async def with_tools(
@@ -120,15 +124,15 @@ class HttpChat:
     """What an HTTP chat handler returns: an ASGI app that watches for the client's disconnect from
     the moment the body is read, through admission and the whole exchange."""
 
-    def __init__(self, intake: Intake, claim: Claim, dialect: Dialect):
-        self.intake, self.claim, self.dialect = intake, claim, dialect
+    def __init__(self, intake: Intake, claim: Claim):
+        self.intake, self.claim = intake, claim
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         running = InFlight(self.claim.record)
         watcher = asyncio.ensure_future(watch_disconnect(receive, running))
         outlet = HttpOutlet(send, scope.get(SERVER_SEND_KEY, send))
         try:
-            await self.intake.serve(self.claim, self.dialect, running, outlet, str(scope.get(REQUEST_ID_KEY, "")))
+            await self.intake.serve(self.claim, running, outlet, str(scope.get(REQUEST_ID_KEY, "")))
         finally:
             watcher.cancel()
 
@@ -146,10 +150,12 @@ def intake_of(connection: HTTPConnection) -> Intake:
     return intake
 
 
-def claim_http(request: HTTPConnection, chat: ChatRequest) -> Claim:
-    """The instant checks, for a chat that came as an HTTP body."""
+def http_chat(request: HTTPConnection, chat: ChatRequest, dialect: Dialect) -> HttpChat:
+    """The instant checks for a chat that came as an HTTP body, and the ASGI app that serves it."""
+    intake = intake_of(request)
     record: AccessRecord = request.scope.get(ACCESS_KEY) or AccessRecord()
-    return intake_of(request).check(chat, record, owner_of(request.scope), request.headers.get(CONVERSATION_HEADER))
+    owner, header = owner_of(request.scope), request.headers.get(CONVERSATION_HEADER)
+    return HttpChat(intake, intake.check(chat, dialect, record, owner, header))
 
 
 def note_request(record: AccessRecord, chat: ChatRequest, log_content: bool) -> None:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import msgspec
 from starlette.requests import Request
 
-from app.chat.intake import HttpChat, claim_http, intake_of
+from app.chat.intake import HttpChat, http_chat
 from app.dialects.native import NATIVE_CHAT
 from app.errors import ApiError
 from app.http.bodies import read_json
+from app.services import services_of
 from providers.request import CHAT_REQUEST_DECODER
 
 JSON_TYPES = {"application/json", "application/*", "*/*"}
@@ -32,8 +33,7 @@ def wants_stream(accept: str | None) -> bool:
 
 
 async def create_native_chat(request: Request) -> HttpChat:
-    intake = intake_of(request)
     stream = wants_stream(request.headers.get("accept"))
-    chat = await read_json(request, CHAT_REQUEST_DECODER, intake.services.config.limits.max_body_bytes)
+    chat = await read_json(request, CHAT_REQUEST_DECODER, services_of(request).config.limits.max_body_bytes)
     chat = msgspec.structs.replace(chat, stream=stream)
-    return HttpChat(intake, claim_http(request, chat), NATIVE_CHAT)
+    return http_chat(request, chat, NATIVE_CHAT)

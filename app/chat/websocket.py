@@ -102,7 +102,7 @@ class ChatSocket:
         record.key_name = self.owner or None
         try:
             chat = msgspec.structs.replace(CHAT_REQUEST_DECODER.decode(raw), stream=True)
-            claim = self.intake.check(chat, record, self.owner, self.conversation_header)
+            claim = self.intake.check(chat, NativeSocket(request_id), record, self.owner, self.conversation_header)
         except msgspec.ValidationError as exc:
             await self.reject(request_id, invalid_field(str(exc)))
             return
@@ -121,7 +121,7 @@ class ChatSocket:
         record = claim.record
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
-                await self.intake.serve(claim, NativeSocket(request_id), running, SocketOutlet(self.send), request_id)
+                await self.intake.serve(claim, running, SocketOutlet(self.send), request_id)
                 record.status = 499 if record.cancelled else 200
             except ApiError as exc:
                 record.status, record.error = exc.status, exc.code

@@ -69,11 +69,9 @@ async def test_a_client_that_leaves_while_its_turn_waits_is_never_served() -> No
     held = HeldConversations()
     gate, provider = intake(held)
     record = AccessRecord()
-    claim = gate.check(chat(conversation_id="c1"), record, "", None)
+    claim = gate.check(chat(conversation_id="c1"), CHAT_COMPLETIONS, record, "", None)
     client = Client()
-    serving = asyncio.ensure_future(
-        HttpChat(gate, claim, CHAT_COMPLETIONS)({"type": "http"}, client.receive, client.send)
-    )
+    serving = asyncio.ensure_future(HttpChat(gate, claim)({"type": "http"}, client.receive, client.send))
     await asyncio.wait_for(held.waiting.wait(), 1)
     client.gone.set()
     await asyncio.wait_for(serving, 1)  # ends quietly
@@ -87,7 +85,7 @@ async def test_a_client_that_stays_is_served_and_a_late_disconnect_cancels_nothi
     gate, provider = intake()
     record = AccessRecord()
     client = Client()
-    await HttpChat(gate, gate.check(chat(), record, "", None), CHAT_COMPLETIONS)(
+    await HttpChat(gate, gate.check(chat(), CHAT_COMPLETIONS, record, "", None))(
         {"type": "http"}, client.receive, client.send
     )
     client.gone.set()
@@ -108,7 +106,7 @@ def test_check_notes_the_model_and_refuses_several_choices() -> None:
     gate, _ = intake()
     record = AccessRecord()
     with pytest.raises(ApiError) as refused:
-        gate.check(chat(n=2), record, "", None)
+        gate.check(chat(n=2), CHAT_COMPLETIONS, record, "", None)
     assert (refused.value.status, refused.value.param) == (400, "n")
     assert record.model == "fake/fake"
 
