@@ -2,8 +2,9 @@
 
 Tools: ``add`` (two integers), ``weather`` (a city), ``slow`` (sleeps, and records whether it was
 cancelled), ``fail`` (raises). ``tools/list`` answers two tools a page, so clients must follow
-``nextCursor``; ``list_delay`` makes each page slow. It runs uvicorn in a thread of its own; it can be stopped and started again on the
-same port, which forgets every session, as a restarted server does.
+``nextCursor``; ``list_delay`` makes each page slow. It runs uvicorn in a thread of its own; it can
+be stopped and started again on the same port, which forgets every session, as a restarted server
+does.
 """
 
 from __future__ import annotations
