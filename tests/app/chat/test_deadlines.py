@@ -76,11 +76,11 @@ class Calls:
 
 
 async def test_a_silent_stream_gets_keepalives_until_the_total_timeout() -> None:
-    deadlines = Deadlines(Reliability(keepalive_seconds=0.02, timeouts=Timeouts(total=0.11)), keepalive=True)
+    deadlines = Deadlines(Reliability(keepalive_seconds=0.02, timeouts=Timeouts(total=0.3)), keepalive=True)
     calls = Calls()
     await asyncio.wait_for(deadlines.watch(calls), 2)
     assert calls.names[-1] == "total"
-    assert 3 <= calls.names.count("keepalive") <= 6
+    assert 3 <= calls.names.count("keepalive") <= 15  # one per 20 ms of silence, whatever the loop's delays
     assert deadlines.stop == "total"
 
 
@@ -89,13 +89,13 @@ async def test_a_first_token_timeout_ends_the_attempt_and_waits_for_the_next() -
     calls = Calls()
     watcher = asyncio.ensure_future(deadlines.watch(calls))
     deadlines.attempt(Timeouts(first_token=0.03, total=60.0))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)
     assert calls.names == ["first_token"]
     assert deadlines.expired == "first_token"
     assert "first token within 0.03 s (timeouts.first_token)" in deadlines.timeout_error("acme").message
     deadlines.attempt(Timeouts(first_token=0.03, total=60.0))  # a retry: its own clock, from now
     assert deadlines.expired is None
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)
     assert calls.names == ["first_token", "first_token"]
     watcher.cancel()
 
@@ -108,7 +108,7 @@ async def test_content_moves_the_attempt_to_the_idle_clock() -> None:
     deadlines.content()
     await asyncio.sleep(0.15)  # past the first-token timeout, within idle
     assert calls.names == []
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.5)
     assert calls.names == ["idle"]
     watcher.cancel()
 

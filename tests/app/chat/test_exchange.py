@@ -210,7 +210,7 @@ async def test_no_first_token_in_time_is_a_timeout_status_before_anything_was_se
 
 
 async def test_keepalives_commit_a_silent_stream() -> None:
-    reliability = Reliability(retries=0, timeouts=Timeouts(total=0.2), keepalive_seconds=0.03)
+    reliability = Reliability(retries=0, timeouts=Timeouts(total=0.4), keepalive_seconds=0.03)
     outlet, ex = Recorder(), exchange(Endless(first_token_after=10), reliability=reliability)
     await asyncio.wait_for(ex.serve(outlet, "req-1"), 2)
     keepalives = [frame for name, frame in outlet.calls if name == "write" and frame == b": ka\n\n"]
