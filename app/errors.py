@@ -2,12 +2,14 @@
 
 Every error names what happened, why, and what to do, and carries the request id. ``error_response``
 is the only writer of an HTTP error: Starlette's exception handlers, the auth middleware and the
-exchange (before its status is committed) all go through it. In a stream, each dialect frames
-``ApiError.body`` as its own error event.
+exchange (before its status is committed) all go through it, or through the route's dialect's own
+writer where its clients parse another envelope. In a stream, each dialect frames the error as its
+own error event.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -19,6 +21,7 @@ from starlette.responses import Response
 from providers.base import ProviderError
 
 REQUEST_ID_KEY = "gateway.request_id"
+ERROR_WRITER_KEY = "gateway.error_writer"  # in the scope: how this route's errors are written
 log = structlog.get_logger("gateway")
 
 
@@ -80,16 +83,26 @@ def error_response(error: ApiError, request_id: str) -> Response:
     return Response(error.envelope(request_id), status_code=error.status, headers=error.headers, media_type=JSON)
 
 
+ErrorWriter = Callable[[ApiError, str], Response]
+
+
+def respond(request: Request, error: ApiError) -> Response:
+    """The error in the envelope of the route's dialect: a handler whose clients parse another
+    envelope (Anthropic's) puts its writer in the scope before it can fail."""
+    writer: ErrorWriter = request.scope.get(ERROR_WRITER_KEY, error_response)
+    return writer(error, request_id_of(request))
+
+
 async def handle_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc, request_id_of(request))
+    return respond(request, exc)
 
 
 async def handle_provider_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProviderError)
     if exc.status >= 429:  # the provider's trouble; a client's own mistake shows in the access log
         log.warning("upstream_error", code=exc.code, status=exc.status, error=exc.message)
-    return error_response(ApiError.from_provider(exc), request_id_of(request))
+    return respond(request, ApiError.from_provider(exc))
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
@@ -112,7 +125,7 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
         )
     else:
         error = ApiError(exc.status_code, str(exc.detail), code="http_error", headers=headers)
-    return error_response(error, request_id_of(request))
+    return respond(request, error)
 
 
 async def handle_internal_error(request: Request, exc: Exception) -> Response:
@@ -126,7 +139,7 @@ async def handle_internal_error(request: Request, exc: Exception) -> Response:
         type="server_error",
         headers={"X-Request-ID": request_id},
     )
-    return error_response(error, request_id)
+    return respond(request, error)
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.chat.completions import create_chat_completion
 from app.chat.intake import Intake
+from app.chat.messages import create_message
 from app.chat.native import create_native_chat
 from app.chat.outlets import SERVER_SEND_KEY
 from app.chat.websocket import chat_websocket
@@ -47,6 +48,7 @@ from providers.simulated import SimulatedProvider
 HANDLERS: dict[str, Handler] = {
     "createChatCompletion": create_chat_completion,
     "createNativeChat": create_native_chat,
+    "createMessage": create_message,
     "chatWebSocket": chat_websocket,
     "createConversation": create_conversation,
     "listConversations": list_conversations,

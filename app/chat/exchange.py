@@ -30,7 +30,7 @@ from app.conversations.answers import Outcome
 from app.conversations.turns import Turn
 from app.dialects.answer import AnswerBuilder
 from app.dialects.base import Dialect, Summary
-from app.errors import ApiError, error_response
+from app.errors import ApiError
 from app.http.access import AccessRecord
 from app.ops import metrics
 from app.services import Services
@@ -322,7 +322,7 @@ class Exchange:
         if self.turn is not None and not self.client_gone:
             await self.turn.finish(self.turn_outcome(), self.record.deployment, error.code)
         if not self.outlet.committed:
-            response = error_response(error, self.request_id)
+            response = self.dialect.error_response(error, self.request_id)
             await self.outlet.respond(response.status_code, response.raw_headers, bytes(response.body))
         else:
             await self.outlet.close([self.encoder.error(error, self.request_id)])

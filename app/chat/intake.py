@@ -130,7 +130,7 @@ class HttpChat:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         running = InFlight(self.claim.record)
         watcher = asyncio.ensure_future(watch_disconnect(receive, running))
-        outlet = HttpOutlet(send, scope.get(SERVER_SEND_KEY, send))
+        outlet = HttpOutlet(send, scope.get(SERVER_SEND_KEY, send), self.claim.dialect.keepalive)
         try:
             await self.intake.serve(self.claim, running, outlet, str(scope.get(REQUEST_ID_KEY, "")))
         finally:

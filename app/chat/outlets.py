@@ -7,13 +7,14 @@ from typing import Protocol
 
 from starlette.types import Send
 
+from app.dialects.base import KEEPALIVE
+
 SERVER_SEND_KEY = "gateway.server_send"
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
-KEEPALIVE = b": keep-alive\n\n"
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -35,10 +36,9 @@ class Outlet(Protocol):
 class HttpOutlet:
     """An HTTP response. The start goes through every middleware; stream frames straight to the server."""
 
-    keepalive: bytes | None = KEEPALIVE
-
-    def __init__(self, send: Send, server_send: Send):
+    def __init__(self, send: Send, server_send: Send, keepalive: bytes = KEEPALIVE):
         self.send, self.server_send = send, server_send
+        self.keepalive: bytes | None = keepalive  # the dialect's: an SSE comment, or Anthropic's ping event
         self.committed = False
 
     async def commit(self, headers: Headers) -> None:

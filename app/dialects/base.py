@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from msgspec import Struct
+from starlette.responses import Response
 
 from app.dialects.answer import AnswerBuilder
 from app.errors import ApiError
@@ -51,8 +52,15 @@ class StreamEncoder(Protocol):
         """The frame that ends a stream that failed, so no client takes it for a clean ending."""
 
 
+KEEPALIVE = b": keep-alive\n\n"  # an SSE comment: every SSE client skips it
+
+
 class Dialect(Protocol):
     id_prefix: str  # answer ids start with it: chatcmpl-..., msg_...
+    keepalive: bytes  # what a silent stream sends, so proxies do not cut it
+
+    def error_response(self, error: ApiError, request_id: str) -> Response:
+        """An error before anything was sent, in the envelope this dialect's clients parse."""
 
     def stream(self, chat: ChatRequest, answer_id: str) -> StreamEncoder:
         """A new encoder for one streamed answer."""

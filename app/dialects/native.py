@@ -8,10 +8,11 @@ from typing import Any
 
 import msgspec
 from msgspec import Struct
+from starlette.responses import Response
 
 from app.dialects.answer import AnswerBuilder, ToolCallParts
-from app.dialects.base import Summary
-from app.errors import ApiError
+from app.dialects.base import KEEPALIVE, Summary
+from app.errors import ApiError, error_response
 from providers.base import (
     Event,
     Finish,
@@ -204,9 +205,13 @@ class NativeChat:
     """The dialect of ``POST /api/v1/chat``: named SSE events, or one JSON body."""
 
     id_prefix = "msg_"
+    keepalive = KEEPALIVE
 
     def stream(self, chat: ChatRequest, answer_id: str) -> NativeEncoding:
         return NativeSSEEncoder()
+
+    def error_response(self, error: ApiError, request_id: str) -> Response:
+        return error_response(error, request_id)
 
     def whole(self, answer: AnswerBuilder, summary: Summary) -> bytes:
         """``complete``'s fields, plus the content, reasoning and tool calls."""

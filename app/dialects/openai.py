@@ -11,10 +11,11 @@ from typing import Literal
 
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
+from starlette.responses import Response
 
 from app.dialects.answer import AnswerBuilder
-from app.dialects.base import Summary
-from app.errors import ApiError
+from app.dialects.base import KEEPALIVE, Summary
+from app.errors import ApiError, error_response
 from providers.base import (
     Event,
     Finish,
@@ -173,12 +174,16 @@ class ChatCompletions:
     """The dialect of ``POST /v1/chat/completions``."""
 
     id_prefix = "chatcmpl-"
+    keepalive = KEEPALIVE
 
     def stream(self, chat: ChatRequest, answer_id: str) -> ChunkEncoder:
         return ChunkEncoder(answer_id, int(time.time()), chat.model, include_usage=chat.include_usage)
 
     def whole(self, answer: AnswerBuilder, summary: Summary) -> bytes:
         return completion_body(answer, summary.message_id, int(time.time()), summary.model)
+
+    def error_response(self, error: ApiError, request_id: str) -> Response:
+        return error_response(error, request_id)
 
 
 CHAT_COMPLETIONS = ChatCompletions()

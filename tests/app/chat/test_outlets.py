@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from starlette.types import Message
 
-from app.chat.outlets import KEEPALIVE, SSE_HEADERS, HttpOutlet, SocketOutlet
+from app.chat.outlets import SSE_HEADERS, HttpOutlet, SocketOutlet
+from app.dialects.base import KEEPALIVE
 
 
 class Sent:

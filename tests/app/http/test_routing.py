@@ -50,11 +50,16 @@ async def test_the_spec_is_served_as_written(client: httpx.AsyncClient) -> None:
     assert response.content == SPEC_PATH.read_bytes()
 
 
+# Routes whose clients parse another vendor's envelope; every other route uses the gateway's own.
+OWN_ENVELOPES = {"/v1/messages": "#/components/schemas/AnthropicErrorEnvelope"}
+
+
 def test_every_error_status_uses_the_envelope() -> None:
     spec, _ = load_spec()
     responses = spec["components"]["responses"]
     for path, method, _ in operations(spec):
         for status, response in spec["paths"][path][method.lower()]["responses"].items():
-            if status.startswith(("4", "5")):
+            if status.startswith(("4", "5")) and status != "405":  # routing's 405 comes before any route
                 schema = responses[response["$ref"].rsplit("/", 1)[1]]["content"]["application/json"]["schema"]
-                assert schema == {"$ref": "#/components/schemas/ErrorEnvelope"}, (path, status)
+                expected = OWN_ENVELOPES.get(path, "#/components/schemas/ErrorEnvelope")
+                assert schema == {"$ref": expected}, (path, status)

@@ -1,0 +1,196 @@
+"""Anthropic's Messages answer: canonical events as its event stream, or as one ``message`` body.
+
+``message_start``; per content block ``content_block_start``, its deltas (``text_delta``,
+``thinking_delta``, ``input_json_delta``) and ``content_block_stop``; then ``message_delta`` (stop
+reason, usage) and ``message_stop``. Tool calls are held until complete and sent as one block each,
+in order. A failure after the stream began is ``event: error`` and no ``message_stop``; before it,
+Anthropic's envelope ``{"type": "error", "error": {"type", "message"}, "request_id"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import orjson
+from starlette.responses import Response
+
+from app.dialects.answer import AnswerBuilder, FinishedCall, ToolCallParts
+from app.dialects.base import Summary
+from app.errors import ApiError
+from providers.base import Event, Finish, FinishReason, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from providers.request import ChatRequest
+
+STOP_REASONS: dict[FinishReason, str] = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+ENCODER = msgspec.json.Encoder()
+
+
+def frame(name: str, payload: dict[str, Any]) -> bytes:
+    return b"event: %s\ndata: %s\n\n" % (name.encode(), ENCODER.encode({"type": name, **payload}))
+
+
+def usage_out(usage: Usage | None) -> dict[str, int]:
+    """Anthropic counts cache reads apart from the input; the canonical prompt tokens include them."""
+    usage = usage or Usage()
+    return {
+        "input_tokens": usage.prompt_tokens - usage.cached_tokens,
+        "output_tokens": usage.completion_tokens,
+        "cache_read_input_tokens": usage.cached_tokens,
+        "cache_creation_input_tokens": 0,
+    }
+
+
+def error_type(status: int) -> str:
+    if status in ERROR_TYPES:
+        return ERROR_TYPES[status]
+    return "invalid_request_error" if status < 500 else "api_error"
+
+
+def error_body(error: ApiError, request_id: str) -> bytes:
+    detail = {"type": error_type(error.status), "message": error.message}
+    return ENCODER.encode({"type": "error", "error": detail, "request_id": request_id})
+
+
+def tool_input(call: FinishedCall) -> dict[str, Any]:
+    """The call's arguments as the object Anthropic's clients expect; text that is not one is wrapped."""
+    try:
+        value = orjson.loads(call.arguments or "{}")
+    except orjson.JSONDecodeError:
+        return {"arguments": call.arguments}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+class MessagesEncoder:
+    """One answer as Anthropic's event stream; ``finished`` turns true at the upstream's finish."""
+
+    def __init__(self, message_id: str, model: str):
+        self.message_id, self.model = message_id, model
+        self.blocks = 0  # content blocks started so far; the open one, if any, is the last
+        self.open: str | None = None  # "text" or "thinking"
+        self.calls = ToolCallParts()
+        self.usage: Usage | None = None
+        self.finish: FinishReason | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish is not None
+
+    def opening(self) -> bytes:
+        message: dict[str, Any] = {
+            "id": self.message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": usage_out(None),
+        }
+        return frame("message_start", {"message": message})
+
+    def encode(self, event: Event) -> bytes | None:
+        match event:
+            case TextDelta(text=text):
+                return self.delta("text", {"type": "text_delta", "text": text})
+            case ReasoningDelta(text=text):
+                return self.delta("thinking", {"type": "thinking_delta", "thinking": text})
+            case ToolCallStart():
+                self.calls.start(event)
+            case ToolCallDelta():
+                self.calls.extend(event)
+            case Usage():
+                self.usage = event
+            case Finish(reason=reason):
+                self.finish = reason
+                return b"".join([self.close(), *(self.tool_block(call) for call in self.calls.finished())])
+        return None
+
+    def delta(self, kind: str, delta: dict[str, Any]) -> bytes:
+        start = b""
+        if self.open != kind:
+            start = self.close() + self.start({"type": kind, kind: ""} if kind == "text" else self.thinking())
+            self.open = kind
+        return start + frame("content_block_delta", {"index": self.blocks - 1, "delta": delta})
+
+    def thinking(self) -> dict[str, Any]:
+        return {"type": "thinking", "thinking": "", "signature": ""}
+
+    def start(self, block: dict[str, Any]) -> bytes:
+        self.blocks += 1
+        return frame("content_block_start", {"index": self.blocks - 1, "content_block": block})
+
+    def close(self) -> bytes:
+        if self.open is None:
+            return b""
+        self.open = None
+        return frame("content_block_stop", {"index": self.blocks - 1})
+
+    def tool_block(self, call: FinishedCall) -> bytes:
+        opened = self.start({"type": "tool_use", "id": call.id, "name": call.name, "input": {}})
+        arguments = ENCODER.encode(tool_input(call)).decode()
+        delta = {"index": self.blocks - 1, "delta": {"type": "input_json_delta", "partial_json": arguments}}
+        return opened + frame("content_block_delta", delta) + frame("content_block_stop", {"index": self.blocks - 1})
+
+    def end(self, summary: Summary) -> list[bytes]:
+        assert self.finish is not None
+        delta = {"stop_reason": STOP_REASONS[self.finish], "stop_sequence": None}
+        return [frame("message_delta", {"delta": delta, "usage": usage_out(self.usage)}), frame("message_stop", {})]
+
+    def error(self, error: ApiError, request_id: str) -> bytes:
+        detail = {"type": error_type(error.status), "message": error.message}
+        return frame("error", {"error": detail})
+
+
+class Messages:
+    """The dialect of ``POST /v1/messages``."""
+
+    id_prefix = "msg_"
+    keepalive = PING
+
+    def stream(self, chat: ChatRequest, answer_id: str) -> MessagesEncoder:
+        return MessagesEncoder(answer_id, chat.model)
+
+    def whole(self, answer: AnswerBuilder, summary: Summary) -> bytes:
+        assert answer.finish is not None
+        content: list[dict[str, Any]] = []
+        if answer.reasoning:
+            content.append({"type": "thinking", "thinking": "".join(answer.reasoning), "signature": ""})
+        if answer.text:
+            content.append({"type": "text", "text": "".join(answer.text)})
+        for call in answer.tool_calls.finished():
+            content.append({"type": "tool_use", "id": call.id, "name": call.name, "input": tool_input(call)})
+        message = {
+            "id": summary.message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": summary.model,
+            "content": content,
+            "stop_reason": STOP_REASONS[answer.finish],
+            "stop_sequence": None,
+            "usage": usage_out(answer.usage),
+        }
+        return ENCODER.encode(message)
+
+    def error_response(self, error: ApiError, request_id: str) -> Response:
+        headers = {**error.headers, "request-id": request_id}
+        return Response(error_body(error, request_id), error.status, headers, media_type="application/json")
+
+
+MESSAGES = Messages()
