@@ -10,6 +10,7 @@ that says so, never a silent drop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -91,7 +92,7 @@ Block = TextBlock | ImageBlock | DocumentBlock | ToolUseBlock | ToolResultBlock 
 
 
 class InputMessage(Struct):
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]  # "system" mid-conversation, as Claude Code sends it
     content: str | list[Block]
 
 
@@ -113,6 +114,10 @@ class ThinkingConfig(Struct):
     budget_tokens: TokenCount | None = None
 
 
+class OutputConfig(Struct):
+    effort: Literal["low", "medium", "high", "max"] | None = None
+
+
 class Metadata(Struct):
     user_id: str | None = None
 
@@ -130,6 +135,7 @@ class MessagesRequest(Struct):
     top_k: Annotated[int, Meta(ge=0)] | None = None
     metadata: Metadata | None = None
     thinking: ThinkingConfig | None = None
+    output_config: OutputConfig | None = None
     stream: bool | None = None
     conversation_id: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
 
@@ -142,7 +148,7 @@ def chat_request(request: MessagesRequest) -> ChatRequest:
     choice, parallel = tool_choice(request.tool_choice)
     messages: list[Message] = [SystemMessage(system_text(request.system))] if request.system else []
     for message in request.messages:
-        messages += user_turn(message.content) if message.role == "user" else [assistant_turn(message.content)]
+        messages += TURNS[message.role](message.content)
     return ChatRequest(
         model=request.model,
         messages=messages,
@@ -155,7 +161,7 @@ def chat_request(request: MessagesRequest) -> ChatRequest:
         tool_choice=choice,
         parallel_tool_calls=parallel,
         user=request.metadata.user_id if request.metadata else None,
-        reasoning_effort=effort(request.thinking),
+        reasoning_effort=effort(request.thinking, request.output_config),
         conversation_id=request.conversation_id,
     )
 
@@ -185,7 +191,7 @@ def user_part(block: Block) -> TextPart | ImagePart:
             return ImagePart(ImageUrl(url))
         case DocumentBlock():
             raise unsupported("a `document` block", "Send its text as a `text` block")
-    raise unsupported(f"a `{type(block).__name__}` in a user turn", "Send text, image and tool_result blocks")
+    raise unsupported(f"a block of type `{kind(block)}` in a user turn", "Send text, image and tool_result blocks")
 
 
 def tool_message(block: ToolResultBlock) -> ToolMessage:
@@ -201,6 +207,9 @@ def tool_message(block: ToolResultBlock) -> ToolMessage:
 def assistant_turn(content: str | list[Block]) -> AssistantMessage:
     if isinstance(content, str):
         return AssistantMessage(content=content)
+    for block in content:
+        if not isinstance(block, TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock):
+            raise unsupported(f"a block of type `{kind(block)}` in an assistant turn", "Send text and tool_use blocks")
     text = "".join(block.text for block in content if isinstance(block, TextBlock))
     calls = [
         ToolCall(block.id, FunctionCall(block.name, JSON_ENCODER.encode(block.input).decode()))
@@ -208,6 +217,25 @@ def assistant_turn(content: str | list[Block]) -> AssistantMessage:
         if isinstance(block, ToolUseBlock)
     ]
     return AssistantMessage(content=text or None, tool_calls=calls or None)
+
+
+def system_turn(content: str | list[Block]) -> list[Message]:
+    if isinstance(content, str):
+        return [SystemMessage(content)]
+    if any(not isinstance(block, TextBlock) for block in content):
+        raise unsupported("a non-text block in a system message", "Send system messages as text")
+    return [SystemMessage(system_text([block for block in content if isinstance(block, TextBlock)]))]
+
+
+def assistant_turns(content: str | list[Block]) -> list[Message]:
+    return [assistant_turn(content)]
+
+
+TURNS: dict[str, Callable[[str | list[Block]], list[Message]]] = {
+    "user": user_turn,
+    "assistant": assistant_turns,
+    "system": system_turn,
+}
 
 
 def tools(entries: list[dict[str, Any]]) -> list[Tool | McpTools]:
@@ -252,13 +280,21 @@ def tool_choice(choice: ToolChoiceSpec | None) -> tuple[ToolChoice | None, bool 
     return modes[choice.type], parallel
 
 
-def effort(thinking: ThinkingConfig | None) -> Effort | None:
+def effort(thinking: ThinkingConfig | None, output: OutputConfig | None) -> Effort | None:
+    """The client's own effort when it names one, else the nearest to its thinking budget."""
+    if output is not None and output.effort is not None:
+        return "high" if output.effort == "max" else output.effort
     if thinking is None or thinking.type == "disabled":
         return None
     budget = thinking.budget_tokens or 0
     if thinking.type == "adaptive" or not budget:
         return "medium"
     return next((name for limit, name in EFFORTS if budget <= limit), "high")
+
+
+def kind(block: Block) -> str:
+    """The block's ``type`` as the client wrote it."""
+    return str(block.__struct_config__.tag)
 
 
 def unsupported(what: str, instead: str) -> ApiError:
