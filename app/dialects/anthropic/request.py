@@ -25,6 +25,7 @@ from providers.request import (
     FunctionDefinition,
     ImagePart,
     ImageUrl,
+    Int64,
     McpTools,
     Message,
     NonEmptyStr,
@@ -132,7 +133,7 @@ class MessagesRequest(Struct):
     stop_sequences: list[str] | None = None
     temperature: Annotated[float, Meta(ge=0, le=1)] | None = None
     top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
-    top_k: Annotated[int, Meta(ge=0)] | None = None
+    top_k: Int64 | None = None  # not passed on: the canonical request has no top_k
     metadata: Metadata | None = None
     thinking: ThinkingConfig | None = None
     output_config: OutputConfig | None = None
@@ -178,7 +179,7 @@ def user_turn(content: str | list[Block]) -> list[Message]:
     parts = [
         user_part(b) for b in content if not isinstance(b, ToolResultBlock | ThinkingBlock | RedactedThinkingBlock)
     ]
-    return [*results, UserMessage(parts)] if parts else results
+    return [*results, UserMessage(parts)] if parts or not results else results
 
 
 def user_part(block: Block) -> TextPart | ImagePart:
