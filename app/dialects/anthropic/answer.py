@@ -39,6 +39,9 @@ ERROR_TYPES = {
     529: "overloaded_error",
 }
 PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+DELTA_HEAD = (
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,"delta":{"type":"%s_delta","%s":'
+)
 ENCODER = msgspec.json.Encoder()
 
 
@@ -63,9 +66,12 @@ def error_type(status: int) -> str:
     return "invalid_request_error" if status < 500 else "api_error"
 
 
+def error_detail(error: ApiError) -> dict[str, str]:
+    return {"type": error_type(error.status), "message": error.message}
+
+
 def error_body(error: ApiError, request_id: str) -> bytes:
-    detail = {"type": error_type(error.status), "message": error.message}
-    return ENCODER.encode({"type": "error", "error": detail, "request_id": request_id})
+    return ENCODER.encode({"type": "error", "error": error_detail(error), "request_id": request_id})
 
 
 def tool_input(call: FinishedCall) -> dict[str, Any]:
@@ -84,6 +90,7 @@ class MessagesEncoder:
         self.message_id, self.model = message_id, model
         self.blocks = 0  # content blocks started so far; the open one, if any, is the last
         self.open: str | None = None  # "text" or "thinking"
+        self.delta_head = b""  # the open block's delta frame, up to its text
         self.calls = ToolCallParts()
         self.usage: Usage | None = None
         self.finish: FinishReason | None = None
@@ -108,9 +115,9 @@ class MessagesEncoder:
     def encode(self, event: Event) -> bytes | None:
         match event:
             case TextDelta(text=text):
-                return self.delta("text", {"type": "text_delta", "text": text})
+                return self.delta("text", text)
             case ReasoningDelta(text=text):
-                return self.delta("thinking", {"type": "thinking_delta", "thinking": text})
+                return self.delta("thinking", text)
             case ToolCallStart():
                 self.calls.start(event)
             case ToolCallDelta():
@@ -122,12 +129,14 @@ class MessagesEncoder:
                 return b"".join([self.close(), *(self.tool_block(call) for call in self.calls.finished())])
         return None
 
-    def delta(self, kind: str, delta: dict[str, Any]) -> bytes:
+    def delta(self, kind: str, text: str) -> bytes:
+        """A text or thinking delta: the frame's bytes up to the text are made once per block."""
         start = b""
         if self.open != kind:
             start = self.close() + self.start({"type": kind, kind: ""} if kind == "text" else self.thinking())
             self.open = kind
-        return start + frame("content_block_delta", {"index": self.blocks - 1, "delta": delta})
+            self.delta_head = DELTA_HEAD % (self.blocks - 1, kind.encode(), kind.encode())
+        return b"".join((start, self.delta_head, ENCODER.encode(text), b"}}\n\n"))
 
     def thinking(self) -> dict[str, Any]:
         return {"type": "thinking", "thinking": "", "signature": ""}
@@ -154,8 +163,7 @@ class MessagesEncoder:
         return [frame("message_delta", {"delta": delta, "usage": usage_out(self.usage)}), frame("message_stop", {})]
 
     def error(self, error: ApiError, request_id: str) -> bytes:
-        detail = {"type": error_type(error.status), "message": error.message}
-        return frame("error", {"error": detail})
+        return frame("error", {"error": error_detail(error)})
 
 
 class Messages:
