@@ -31,7 +31,7 @@ from app.http.auth import AuthMiddleware, GatewayKey, keys_from_env
 from app.http.page import get_chat_page, get_static_asset
 from app.http.ratelimit import InProcessRateLimiter, RateLimits
 from app.http.routing import Handler, build_routes, load_spec
-from app.http.status import get_health, get_metrics, get_openapi_spec, list_mcp_tools, list_models
+from app.http.status import get_health, get_metrics, get_model, get_openapi_spec, list_mcp_tools, list_models
 from app.ops import metrics
 from app.ops.logs import configure_logging
 from app.ops.shutdown import SHUTDOWN
@@ -58,6 +58,7 @@ HANDLERS: dict[str, Handler] = {
     "getChatPage": get_chat_page,
     "getStaticAsset": get_static_asset,
     "listModels": list_models,
+    "getModel": get_model,
     "getHealth": get_health,
     "getMetrics": get_metrics,
     "getOpenApiSpec": get_openapi_spec,

@@ -252,3 +252,11 @@ async def test_a_client_that_leaves_mid_stream_closes_the_upstream(live: LiveSer
         left = time.monotonic()
     closed = await asyncio.to_thread(vendor.closed_at, slow)
     assert closed - left < CLOSE_WITHIN
+
+
+async def test_the_sdk_lists_and_reads_models(sdk: anthropic.AsyncAnthropic) -> None:
+    listed = [model.id async for model in sdk.models.list()]
+    assert {"echo", "synthetic"} <= set(listed)
+    assert (await sdk.models.retrieve("echo")).id == "echo"
+    with pytest.raises(anthropic.NotFoundError):
+        await sdk.models.retrieve("nope")

@@ -10,11 +10,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import __version__
+from app.dialects.anthropic import MESSAGES
+from app.errors import ERROR_WRITER_KEY, ApiError
 from app.ops.metrics import multiprocess_dir
 from app.services import services_of
 from app.tools.registry import registry_of
 
 ENCODER = msgspec.json.Encoder()
+EPOCH = "1970-01-01T00:00:00Z"  # the gateway does not know when a model was made; OpenAI's format says 0
 
 
 class Model(msgspec.Struct):
@@ -30,16 +33,60 @@ class ModelList(msgspec.Struct):
     object: str = "list"
 
 
+class AnthropicModel(msgspec.Struct):
+    id: str
+    display_name: str
+    type: str = "model"
+    created_at: str = EPOCH
+
+
+class AnthropicModelList(msgspec.Struct):
+    data: list[AnthropicModel]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool = False
+
+
 class Health(msgspec.Struct):
     version: str
     providers: list[str]
     status: str = "ok"
 
 
+def for_anthropic(request: Request) -> bool:
+    """Anthropic's clients send ``anthropic-version``: they get its formats, and its error envelope."""
+    if "anthropic-version" not in request.headers:
+        return False
+    request.scope[ERROR_WRITER_KEY] = MESSAGES.error_response
+    return True
+
+
 async def list_models(request: Request) -> Response:
     router = services_of(request).router
-    models = [Model(m.id, m.provider) for m in router.list_models()]
-    return Response(ENCODER.encode(ModelList(models, sorted(router.providers))), media_type="application/json")
+    models = router.list_models()
+    if for_anthropic(request):
+        data = [AnthropicModel(m.id, m.id) for m in models]
+        first, last = (data[0].id, data[-1].id) if data else (None, None)
+        return Response(ENCODER.encode(AnthropicModelList(data, first, last)), media_type="application/json")
+    listed = [Model(m.id, m.provider) for m in models]
+    return Response(ENCODER.encode(ModelList(listed, sorted(router.providers))), media_type="application/json")
+
+
+async def get_model(request: Request) -> Response:
+    anthropic = for_anthropic(request)
+    model_id = request.path_params["model_id"]
+    found = next((m for m in services_of(request).router.list_models() if m.id == model_id), None)
+    if found is None:
+        raise ApiError(
+            404,
+            f"There is no model {model_id[:100]!r} on this gateway. GET /v1/models lists them; a provider's own "
+            "models can be named in a request as 'provider/model'.",
+            code="model_not_found",
+            type="not_found_error",
+            param="model",
+        )
+    model = AnthropicModel(found.id, found.id) if anthropic else Model(found.id, found.provider)
+    return Response(ENCODER.encode(model), media_type="application/json")
 
 
 async def get_health(request: Request) -> Response:
