@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.chat.completions import create_chat_completion
 from app.chat.intake import Intake
-from app.chat.messages import create_message
+from app.chat.messages import count_message_tokens, create_message
 from app.chat.native import create_native_chat
 from app.chat.outlets import SERVER_SEND_KEY
 from app.chat.websocket import chat_websocket
@@ -49,6 +49,7 @@ HANDLERS: dict[str, Handler] = {
     "createChatCompletion": create_chat_completion,
     "createNativeChat": create_native_chat,
     "createMessage": create_message,
+    "countMessageTokens": count_message_tokens,
     "chatWebSocket": chat_websocket,
     "createConversation": create_conversation,
     "listConversations": list_conversations,

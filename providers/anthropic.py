@@ -7,13 +7,14 @@ is typed events ending in ``message_stop``; ``event: error`` can arrive mid-stre
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 import msgspec
 from msgspec import Struct
 
-from providers._http import HttpProvider, StreamMapper, decode_json, in_band_error
+from providers._http import HttpProvider, StreamMapper, decode_json, in_band_error, open_stream
 from providers._sse import SSEDecoder
 from providers._translate import DATA_URI, system_text, tool_arguments, turns
 from providers.base import (
@@ -347,6 +348,30 @@ class AnthropicStream:
         return Usage(prompt_tokens=prompt, completion_tokens=counts("output_tokens", 0), cached_tokens=cached)
 
 
+# What Anthropic's count_tokens takes of a Messages request; the rest (max_tokens, stream...) it refuses.
+COUNTED_FIELDS = frozenset(
+    {
+        "messages",
+        "system",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "cache_control",
+        "context_management",
+        "mcp_servers",
+        "output_config",
+        "output_format",
+    }
+)
+
+
+class TokenCount(Struct):
+    input_tokens: int
+
+
+TOKEN_COUNT_DECODER = msgspec.json.Decoder(TokenCount)
+
+
 class AnthropicProvider(HttpProvider):
     default_base_url = DEFAULT_BASE_URL
 
@@ -362,3 +387,15 @@ class AnthropicProvider(HttpProvider):
 
     def mapper(self, request: ChatRequest, deployment: Deployment) -> StreamMapper:
         return AnthropicStream(self.name)
+
+    async def count_tokens(self, body: Mapping[str, Any], deployment: Deployment, beta: str | None) -> int:
+        """Anthropic's own count of a Messages request as its client wrote it, with the model rewritten."""
+        counted = {key: value for key, value in body.items() if key in COUNTED_FIELDS}
+        request = self.post(
+            f"{self.base_url}/v1/messages/count_tokens", JSON_ENCODER.encode({**counted, "model": deployment.model})
+        )
+        if beta:
+            request.headers["anthropic-beta"] = beta
+        async with open_stream(self.client, request, self.name, self.read_error) as response:
+            answer = await response.aread()
+        return decode_json(TOKEN_COUNT_DECODER, answer, self.name).input_tokens

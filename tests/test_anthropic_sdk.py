@@ -260,3 +260,46 @@ async def test_the_sdk_lists_and_reads_models(sdk: anthropic.AsyncAnthropic) -> 
     assert (await sdk.models.retrieve("echo")).id == "echo"
     with pytest.raises(anthropic.NotFoundError):
         await sdk.models.retrieve("nope")
+
+
+async def test_tokens_are_estimated_for_a_model_anthropic_does_not_serve(sdk: anthropic.AsyncAnthropic) -> None:
+    short = await sdk.messages.with_raw_response.count_tokens(model="echo", messages=MESSAGES)
+    long = await sdk.messages.count_tokens(model="echo", messages=[{"role": "user", "content": "word " * 400}])
+    assert short.headers["x-gateway-token-count"] == "estimate"
+    assert 0 < (await short.parse()).input_tokens < long.input_tokens
+    assert 400 <= long.input_tokens <= 800  # about four characters a token
+
+
+@respx.mock
+async def test_anthropic_counts_its_own_models_tokens(sdk: anthropic.AsyncAnthropic) -> None:
+    route = respx.post("https://anthropic.test/v1/messages/count_tokens").mock(
+        return_value=httpx.Response(200, json={"input_tokens": 1234})
+    )
+    counted = await sdk.messages.with_raw_response.count_tokens(
+        model="anthropic/claude-sonnet-4-5",
+        messages=MESSAGES,
+        system="be brief",
+        extra_body={"context_management": {"edits": []}, "max_tokens": 9},
+        extra_headers={"anthropic-beta": "context-management-2025-06-27"},
+    )
+    assert ((await counted.parse()).input_tokens, counted.headers["x-gateway-token-count"]) == (1234, "upstream")
+    sent = route.calls[0].request
+    assert httpx.Response(200, content=sent.content).json() == {
+        "model": "claude-sonnet-4-5",
+        "messages": MESSAGES,
+        "system": "be brief",
+        "context_management": {"edits": []},
+    }
+    assert sent.headers["anthropic-beta"] == "context-management-2025-06-27"
+    assert sent.headers["x-api-key"] == "sk-ant-secret"
+
+
+@respx.mock
+async def test_a_count_anthropic_refuses_is_the_sdk_s_error(sdk: anthropic.AsyncAnthropic) -> None:
+    respx.post("https://anthropic.test/v1/messages/count_tokens").mock(
+        return_value=httpx.Response(
+            429, json={"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}}
+        )
+    )
+    with pytest.raises(anthropic.RateLimitError):
+        await sdk.messages.count_tokens(model="anthropic/claude-sonnet-4-5", messages=MESSAGES)

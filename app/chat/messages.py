@@ -1,4 +1,5 @@
-"""``POST /v1/messages``: Anthropic's Messages API, on the same pipeline as every other chat route.
+"""``POST /v1/messages`` (Anthropic's Messages API, on the same pipeline as every other chat route) and
+``POST /v1/messages/count_tokens``.
 
 Its errors are Anthropic's envelope from the first byte read, so the anthropic SDKs raise their own
 exception types.
@@ -6,16 +7,56 @@ exception types.
 
 from __future__ import annotations
 
+import msgspec
+import orjson
 from starlette.requests import Request
+from starlette.responses import Response
 
 from app.chat.intake import HttpChat, http_chat
-from app.dialects.anthropic import MESSAGES, MESSAGES_REQUEST_DECODER, chat_request
+from app.conversations.history import CHARS_PER_TOKEN, estimate_tokens
+from app.dialects.anthropic import COUNT_TOKENS_DECODER, MESSAGES, MESSAGES_REQUEST_DECODER, chat_request
 from app.errors import ERROR_WRITER_KEY
-from app.http.bodies import read_json
+from app.http.bodies import decode_json, read_json, read_json_bytes
 from app.services import services_of
+from providers.anthropic import AnthropicProvider
+from providers.request import JSON_ENCODER, ChatRequest, McpTools
+
+COUNT_HEADER = "x-gateway-token-count"  # "upstream": Anthropic counted; "estimate": the gateway did
+ENCODER = msgspec.json.Encoder()
 
 
 async def create_message(request: Request) -> HttpChat:
     request.scope[ERROR_WRITER_KEY] = MESSAGES.error_response
     body = await read_json(request, MESSAGES_REQUEST_DECODER, services_of(request).config.limits.max_body_bytes)
     return http_chat(request, chat_request(body), MESSAGES)
+
+
+async def count_message_tokens(request: Request) -> Response:
+    """Anthropic's own count when the model is served by Anthropic, else an estimate (and the header says which).
+
+    Clients decide from it when to compact their context, so it is never a made-up 0.
+    """
+    request.scope[ERROR_WRITER_KEY] = MESSAGES.error_response
+    services = services_of(request)
+    raw = await read_json_bytes(request, services.config.limits.max_body_bytes)
+    body = decode_json(raw, COUNT_TOKENS_DECODER)
+    chat = chat_request(body)
+    deployment = services.router.resolve(chat.model).deployments[0]
+    provider = services.router.provider(deployment)
+    if isinstance(provider, AnthropicProvider) and not uses_gateway_extensions(chat):
+        count = await provider.count_tokens(orjson.loads(raw), deployment, request.headers.get("anthropic-beta"))
+        how = "upstream"
+    else:
+        count, how = estimate(chat), "estimate"
+    return Response(ENCODER.encode({"input_tokens": count}), media_type="application/json", headers={COUNT_HEADER: how})
+
+
+def uses_gateway_extensions(chat: ChatRequest) -> bool:
+    """A conversation or MCP tools: the upstream cannot count what only the gateway knows."""
+    return chat.conversation_id is not None or any(isinstance(tool, McpTools) for tool in chat.tools or ())
+
+
+def estimate(chat: ChatRequest) -> int:
+    """About four characters of JSON per token, as the conversation window estimates; tools included."""
+    tools = len(JSON_ENCODER.encode(chat.function_tools)) // CHARS_PER_TOKEN if chat.tools else 0
+    return sum(estimate_tokens(message) for message in chat.messages) + tools

@@ -23,11 +23,16 @@ SCHEMA_HINT = "GET /openapi.yaml has the schema."
 
 
 async def read_json(request: Request, decoder: msgspec.json.Decoder[T], max_bytes: int) -> T:
+    return decode_json(await read_json_bytes(request, max_bytes), decoder)
+
+
+async def read_json_bytes(request: Request, max_bytes: int) -> bytes:
+    """A JSON body's bytes, checked as ``read_json`` checks them, for a handler that also forwards them."""
     check_media_type(request.headers.get("content-type"))
     body = (await read_body(request, max_bytes)).removeprefix(UTF8_BOM)
     if not body.strip():
         raise ApiError(400, f"The request body is empty; send a JSON object. {SCHEMA_HINT}", code="invalid_json")
-    return decode_json(body, decoder)
+    return body
 
 
 async def read_optional_json(request: Request, decoder: msgspec.json.Decoder[T], max_bytes: int) -> T | None:

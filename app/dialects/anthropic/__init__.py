@@ -1,6 +1,21 @@
 """Anthropic's Messages API as a client dialect: the request (``request``) and the answer (``answer``)."""
 
 from app.dialects.anthropic.answer import MESSAGES, Messages, MessagesEncoder
-from app.dialects.anthropic.request import MESSAGES_REQUEST_DECODER, MessagesRequest, chat_request
+from app.dialects.anthropic.request import (
+    COUNT_TOKENS_DECODER,
+    MESSAGES_REQUEST_DECODER,
+    CountTokensRequest,
+    MessagesRequest,
+    chat_request,
+)
 
-__all__ = ["MESSAGES", "MESSAGES_REQUEST_DECODER", "Messages", "MessagesEncoder", "MessagesRequest", "chat_request"]
+__all__ = [
+    "COUNT_TOKENS_DECODER",
+    "MESSAGES",
+    "MESSAGES_REQUEST_DECODER",
+    "CountTokensRequest",
+    "Messages",
+    "MessagesEncoder",
+    "MessagesRequest",
+    "chat_request",
+]

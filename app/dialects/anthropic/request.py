@@ -123,7 +123,7 @@ class Metadata(Struct):
     user_id: str | None = None
 
 
-class MessagesRequest(Struct):
+class MessagesRequest(Struct, kw_only=True):
     model: NonEmptyStr
     max_tokens: TokenCount
     messages: Annotated[list[InputMessage], Meta(min_length=1)]
@@ -141,7 +141,14 @@ class MessagesRequest(Struct):
     conversation_id: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
 
 
+class CountTokensRequest(MessagesRequest, kw_only=True):
+    """``POST /v1/messages/count_tokens`` takes a Messages request without ``max_tokens``."""
+
+    max_tokens: TokenCount | None = None  # type: ignore[assignment]
+
+
 MESSAGES_REQUEST_DECODER = msgspec.json.Decoder(MessagesRequest, dec_hook=whole_number)
+COUNT_TOKENS_DECODER = msgspec.json.Decoder(CountTokensRequest, dec_hook=whole_number)
 
 
 def chat_request(request: MessagesRequest) -> ChatRequest:

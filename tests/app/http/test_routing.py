@@ -53,6 +53,7 @@ async def test_the_spec_is_served_as_written(client: httpx.AsyncClient) -> None:
 # Routes whose clients parse another vendor's envelope; every other route uses the gateway's own.
 OWN_ENVELOPES = {
     "/v1/messages": "#/components/schemas/AnthropicErrorEnvelope",
+    "/v1/messages/count_tokens": "#/components/schemas/AnthropicErrorEnvelope",
     "/v1/models": "#/components/schemas/EitherErrorEnvelope",  # as the client's headers say
     "/v1/models/{model_id}": "#/components/schemas/EitherErrorEnvelope",
 }
