@@ -349,20 +349,8 @@ class AnthropicStream:
 
 
 # What Anthropic's count_tokens takes of a Messages request; the rest (max_tokens, stream...) it refuses.
-COUNTED_FIELDS = frozenset(
-    {
-        "messages",
-        "system",
-        "tools",
-        "tool_choice",
-        "thinking",
-        "cache_control",
-        "context_management",
-        "mcp_servers",
-        "output_config",
-        "output_format",
-    }
-)
+COUNTED_FIELDS = frozenset({"messages", "system", "tools", "tool_choice", "thinking", "cache_control", "mcp_servers"})
+COUNTED_FIELDS |= {"context_management", "output_config", "output_format"}
 
 
 class TokenCount(Struct):
@@ -390,10 +378,8 @@ class AnthropicProvider(HttpProvider):
 
     async def count_tokens(self, body: Mapping[str, Any], deployment: Deployment, beta: str | None) -> int:
         """Anthropic's own count of a Messages request as its client wrote it, with the model rewritten."""
-        counted = {key: value for key, value in body.items() if key in COUNTED_FIELDS}
-        request = self.post(
-            f"{self.base_url}/v1/messages/count_tokens", JSON_ENCODER.encode({**counted, "model": deployment.model})
-        )
+        counted = {key: value for key, value in body.items() if key in COUNTED_FIELDS} | {"model": deployment.model}
+        request = self.post(f"{self.base_url}/v1/messages/count_tokens", JSON_ENCODER.encode(counted))
         if beta:
             request.headers["anthropic-beta"] = beta
         async with open_stream(self.client, request, self.name, self.read_error) as response:
