@@ -48,6 +48,35 @@ class ToolCallParts:
         ]
 
 
+class Ending:
+    """What a streaming dialect holds back for the end of an answer: the tool calls (sent once
+    complete), the usage and the finish reason; ``finished`` turns true at the upstream's finish."""
+
+    def __init__(self) -> None:
+        self.calls = ToolCallParts()
+        self.usage: Usage | None = None
+        self.finish: FinishReason | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish is not None
+
+    def take(self, event: Event) -> bool:
+        """Keep the event if it is one of those; False for any other."""
+        match event:
+            case ToolCallStart():
+                self.calls.start(event)
+            case ToolCallDelta():
+                self.calls.extend(event)
+            case Usage():
+                self.usage = event
+            case Finish(reason=reason):
+                self.finish = reason
+            case _:
+                return False
+        return True
+
+
 class AnswerBuilder:
     """Collects one answer's events; ``finish`` stays None until the provider said how it ended."""
 

@@ -10,17 +10,14 @@ import msgspec
 from msgspec import Struct
 from starlette.responses import Response
 
-from app.dialects.answer import AnswerBuilder, ToolCallParts
+from app.dialects.answer import AnswerBuilder, Ending, ToolCallParts
 from app.dialects.base import KEEPALIVE, Summary
 from app.errors import ApiError, error_response
 from providers.base import (
     Event,
-    Finish,
     FinishReason,
     ReasoningDelta,
     TextDelta,
-    ToolCallDelta,
-    ToolCallStart,
     ToolResult,
     ToolRun,
     Usage,
@@ -78,13 +75,7 @@ class NativeEvents:
     """Canonical events as (name, payload); tool calls are held until their arguments are complete."""
 
     def __init__(self) -> None:
-        self.calls = ToolCallParts()
-        self.usage: Usage | None = None
-        self.finish: FinishReason | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.finish is not None
+        self.ending = Ending()
 
     def read(self, event: Event) -> tuple[str, Any] | None:
         match event:
@@ -92,24 +83,18 @@ class NativeEvents:
                 return "token", {"content": text}
             case ReasoningDelta(text=text):
                 return "reasoning", {"content": text}
-            case ToolCallStart():
-                self.calls.start(event)
-            case ToolCallDelta():
-                self.calls.extend(event)
-            case Usage():
-                self.usage = event
-            case Finish(reason=reason):
-                self.finish = reason
             case ToolRun(id=call_id, name=name, arguments=arguments, server=server):
                 return "tool_call", {"id": call_id, "name": name, "arguments": arguments, "server": server}
             case ToolResult():
                 return "tool_result", event
+        self.ending.take(event)
         return None
 
     def closing(self, summary: Summary) -> list[tuple[str, Any]]:
-        calls = [("tool_call", call) for call in tool_calls(self.calls)]
-        assert self.finish is not None
-        complete = completion(summary, self.finish, self.usage)
+        ending = self.ending
+        calls = [("tool_call", call) for call in tool_calls(ending.calls)]
+        assert ending.finish is not None
+        complete = completion(summary, ending.finish, ending.usage)
         return [*calls, ("complete", complete)]
 
 
@@ -125,15 +110,15 @@ class NativeEncoding:
 
     @property
     def finished(self) -> bool:
-        return self.events.finished
+        return self.events.ending.finished
 
     @property
     def usage(self) -> Usage | None:
-        return self.events.usage
+        return self.events.ending.usage
 
     @property
     def finish(self) -> FinishReason | None:
-        return self.events.finish
+        return self.events.ending.finish
 
     def frame(self, name: str, payload: Any) -> bytes:
         """One named event on the wire; the one thing the native encoders do differently."""

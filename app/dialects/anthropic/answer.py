@@ -15,10 +15,10 @@ import msgspec
 import orjson
 from starlette.responses import Response
 
-from app.dialects.answer import AnswerBuilder, FinishedCall, ToolCallParts
+from app.dialects.answer import AnswerBuilder, Ending, FinishedCall
 from app.dialects.base import Summary
 from app.errors import ApiError
-from providers.base import Event, Finish, FinishReason, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from providers.base import Event, Finish, FinishReason, ReasoningDelta, TextDelta, Usage
 from providers.request import ChatRequest
 
 STOP_REASONS: dict[FinishReason, str] = {
@@ -91,13 +91,19 @@ class MessagesEncoder:
         self.blocks = 0  # content blocks started so far; the open one, if any, is the last
         self.open: str | None = None  # "text" or "thinking"
         self.delta_head = b""  # the open block's delta frame, up to its text
-        self.calls = ToolCallParts()
-        self.usage: Usage | None = None
-        self.finish: FinishReason | None = None
+        self.ending = Ending()
 
     @property
     def finished(self) -> bool:
-        return self.finish is not None
+        return self.ending.finished
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.ending.usage
+
+    @property
+    def finish(self) -> FinishReason | None:
+        return self.ending.finish
 
     def opening(self) -> bytes:
         message: dict[str, Any] = {
@@ -118,15 +124,10 @@ class MessagesEncoder:
                 return self.delta("text", text)
             case ReasoningDelta(text=text):
                 return self.delta("thinking", text)
-            case ToolCallStart():
-                self.calls.start(event)
-            case ToolCallDelta():
-                self.calls.extend(event)
-            case Usage():
-                self.usage = event
-            case Finish(reason=reason):
-                self.finish = reason
-                return b"".join([self.close(), *(self.tool_block(call) for call in self.calls.finished())])
+            case Finish():
+                self.ending.take(event)
+                return b"".join([self.close(), *(self.tool_block(call) for call in self.ending.calls.finished())])
+        self.ending.take(event)
         return None
 
     def delta(self, kind: str, text: str) -> bytes:
@@ -158,9 +159,10 @@ class MessagesEncoder:
         return opened + frame("content_block_delta", delta) + frame("content_block_stop", {"index": self.blocks - 1})
 
     def end(self, summary: Summary) -> list[bytes]:
-        assert self.finish is not None
-        delta = {"stop_reason": STOP_REASONS[self.finish], "stop_sequence": None}
-        return [frame("message_delta", {"delta": delta, "usage": usage_out(self.usage)}), frame("message_stop", {})]
+        ending = self.ending
+        assert ending.finish is not None
+        delta = {"stop_reason": STOP_REASONS[ending.finish], "stop_sequence": None}
+        return [frame("message_delta", {"delta": delta, "usage": usage_out(ending.usage)}), frame("message_stop", {})]
 
     def error(self, error: ApiError, request_id: str) -> bytes:
         return frame("error", {"error": error_detail(error)})
