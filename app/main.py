@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.chat.completions import create_chat_completion
 from app.chat.intake import Intake
-from app.chat.messages import count_message_tokens, create_message
+from app.chat.messages import count_message_tokens, create_message, errors_for
 from app.chat.native import create_native_chat
 from app.chat.outlets import SERVER_SEND_KEY
 from app.chat.websocket import chat_websocket
@@ -143,8 +143,11 @@ def middleware(config: GatewayConfig, keys: list[GatewayKey]) -> list[Middleware
                 allow_origins=config.cors.allow_origins,
                 allow_credentials=config.cors.allow_credentials,
                 allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-                allow_headers=["authorization", "content-type", "x-api-key", "x-request-id", "x-conversation-id"],
-                expose_headers=["x-request-id", "x-gateway-deployment", "retry-after"],
+                allow_headers=[
+                    *("authorization", "content-type", "x-api-key", "x-request-id", "x-conversation-id"),
+                    *("anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access"),
+                ],
+                expose_headers=["x-request-id", "request-id", "x-gateway-deployment", "retry-after"],
             )
         )
     stack.append(Middleware(RequestContextMiddleware))
@@ -152,7 +155,13 @@ def middleware(config: GatewayConfig, keys: list[GatewayKey]) -> list[Middleware
         limits = config.auth.rate_limits
         limiter = InProcessRateLimiter(limits) if limits != RateLimits() else None
         stack.append(
-            Middleware(AuthMiddleware, keys=keys, protect_metrics=config.auth.protect_metrics, limiter=limiter)
+            Middleware(
+                AuthMiddleware,
+                keys=keys,
+                protect_metrics=config.auth.protect_metrics,
+                limiter=limiter,
+                writer_for=errors_for,
+            )
         )
     return stack
 

@@ -21,6 +21,7 @@ from providers.base import (
     Event,
     InvalidRequestError,
     ModelNotFoundError,
+    Original,
     Provider,
     ProviderError,
     RateLimitedError,
@@ -290,6 +291,7 @@ class HttpProvider:
     models: tuple[str, ...] = ()
     default_base_url = ""
     accept = "text/event-stream"
+    dialect: str | None = None  # the client dialect it also takes as it came (``same_dialect``), if any
 
     def __init__(
         self,
@@ -317,18 +319,29 @@ class HttpProvider:
     def mapper(self, request: ChatRequest, deployment: Deployment) -> StreamMapper:
         raise NotImplementedError
 
+    def same_dialect(
+        self, request: ChatRequest, deployment: Deployment, original: Original
+    ) -> tuple[httpx.Request, StreamMapper]:
+        """The request and stream reader for a client that speaks this provider's own API."""
+        raise NotImplementedError
+
     def read_error(self, body: bytes) -> VendorError:
         return common_error(body)
 
     def post(self, url: str, body: bytes) -> httpx.Request:
         return httpx.Request("POST", url, headers=self.headers, content=body)
 
-    def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:
-        http_request = self.build_request(request, deployment)
+    def stream(
+        self, request: ChatRequest, deployment: Deployment, original: Original | None = None
+    ) -> AsyncGenerator[Event, None]:
+        if original is not None and original.dialect == self.dialect:
+            http_request, mapper = self.same_dialect(request, deployment, original)
+        else:
+            http_request, mapper = self.build_request(request, deployment), self.mapper(request, deployment)
         # Hand-built requests carry no timeouts unless given: httpx reads them from this extension.
         connect = deployment.timeouts.connect if deployment.timeouts else None
         http_request.extensions["timeout"] = {**REQUEST_TIMEOUTS, **({"connect": connect} if connect else {})}
-        return upstream_events(self.client, http_request, self.name, self.read_error, self.mapper(request, deployment))
+        return upstream_events(self.client, http_request, self.name, self.read_error, mapper)
 
     async def aclose(self) -> None:
         await self.client.aclose()

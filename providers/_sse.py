@@ -20,13 +20,20 @@ class SSEEvent(msgspec.Struct, frozen=True):
     data: str
     event: str = "message"
     id: str | None = None
+    raw: bytes = b""  # the event's lines as they came, when the decoder keeps them
 
 
 class SSEDecoder:
-    """``feed(chunk) -> list[SSEEvent]``; ``flush()`` at end of stream drops an unfinished event, per the spec."""
+    """``feed(chunk) -> list[SSEEvent]``; ``flush()`` at end of stream drops an unfinished event, per the spec.
 
-    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES):
+    With ``keep_raw``, each event also carries its bytes as they came (its own comment lines
+    included), so a relay can pass a stream on event by event, never half an event.
+    """
+
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES, keep_raw: bool = False):
         self.max_event_bytes = max_event_bytes
+        self.keep_raw = keep_raw
+        self.raw: list[bytes] = []
         self.partial = bytearray()  # an unfinished line
         self.skip_lf = False  # the previous read ended in CR: an LF now is part of that line end
         self.at_start = True  # a BOM is skipped once, at the very start
@@ -60,6 +67,8 @@ class SSEDecoder:
             self.skip_lf = True
         events: list[SSEEvent] = []
         for line in lines:
+            if self.keep_raw:
+                self.raw.append(line)
             event = self.process(line.rstrip(b"\r\n"))
             if event is not None:
                 events.append(event)
@@ -71,6 +80,7 @@ class SSEDecoder:
             self.process(bytes(self.partial))
             self.partial.clear()
         self.data, self.data_size, self.event_type = [], 0, ""
+        self.raw.clear()
         return []
 
     def process(self, line: bytes) -> SSEEvent | None:
@@ -97,8 +107,13 @@ class SSEDecoder:
     def dispatch(self) -> SSEEvent | None:
         if not self.data:
             self.event_type = ""
+            self.raw.clear()  # comments alone are not relayed: the gateway sends its own keep-alives
             return None
-        event = SSEEvent("\n".join(self.data), self.event_type or "message", self.last_event_id)
+        raw = b""
+        if self.keep_raw:
+            raw = b"".join(self.raw)
+            self.raw.clear()
+        event = SSEEvent("\n".join(self.data), self.event_type or "message", self.last_event_id, raw)
         self.data, self.data_size, self.event_type = [], 0, ""
         return event
 

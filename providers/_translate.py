@@ -15,6 +15,7 @@ from providers.request import (
     AssistantMessage,
     ChatRequest,
     DeveloperMessage,
+    FilePart,
     ImagePart,
     Message,
     SystemMessage,
@@ -78,6 +79,25 @@ def inline_image(part: ImagePart, provider: str) -> tuple[str, str]:
         raise InvalidRequestError(
             f"{provider} takes images only as inline data, and this image is a URL. Send it as a data URI "
             "(data:image/png;base64,...).",
+            param="messages",
+        )
+    return match["mime"], match["data"]
+
+
+def inline_file(part: FilePart, provider: str, media_types: tuple[str, ...] = ("application/pdf",)) -> tuple[str, str]:
+    """A file sent inline as (media type, base64 data); an OpenAI file id or another type is a clear 400."""
+    data = part.file.file_data
+    match = DATA_URI.fullmatch(data) if isinstance(data, str) else None
+    if match is None:
+        raise InvalidRequestError(
+            f"{provider} takes files only inline, and this one is an OpenAI file id or not a data: URI. Send "
+            "its content as file_data (data:application/pdf;base64,...).",
+            param="messages",
+        )
+    if match["mime"] not in media_types:
+        raise InvalidRequestError(
+            f"{provider} reads files of type {', '.join(media_types)}, and this one is {match['mime']}. Send "
+            "a PDF, or the document's text as a text part.",
             param="messages",
         )
     return match["mime"], match["data"]

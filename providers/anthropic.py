@@ -16,27 +16,32 @@ from msgspec import Struct
 
 from providers._http import HttpProvider, StreamMapper, decode_json, in_band_error, open_stream
 from providers._sse import SSEDecoder
-from providers._translate import DATA_URI, system_text, tool_arguments, turns
+from providers._translate import DATA_URI, inline_file, system_text, tool_arguments, turns
 from providers.base import (
     Deployment,
     Event,
     Finish,
     FinishReason,
     InvalidRequestError,
+    Original,
     ReasoningDelta,
     StreamTruncatedError,
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
+    UpstreamProtocolError,
     Usage,
+    Verbatim,
 )
 from providers.request import (
     JSON_ENCODER,
     AssistantMessage,
     ChatRequest,
+    FilePart,
     ImagePart,
     Message,
     ResponseFormatText,
+    TextPart,
     ToolChoiceFunction,
     ToolMessage,
     UserMessage,
@@ -66,6 +71,11 @@ class ImageBlock(Struct, tag="image", tag_field="type"):
     source: Base64Source | UrlSource
 
 
+class DocumentBlock(Struct, tag="document", tag_field="type", omit_defaults=True):
+    source: Base64Source
+    title: str | None = None
+
+
 class ToolUseBlock(Struct, tag="tool_use", tag_field="type"):
     id: str
     name: str
@@ -77,7 +87,7 @@ class ToolResultBlock(Struct, tag="tool_result", tag_field="type"):
     content: str
 
 
-Block = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock
+Block = TextBlock | ImageBlock | DocumentBlock | ToolUseBlock | ToolResultBlock
 
 
 class Turn(Struct):
@@ -196,7 +206,7 @@ def blocks_of(message: Message) -> list[Block]:
         case UserMessage(content=str() as text):
             return [TextBlock(text)] if text else []
         case UserMessage(content=list() as parts):
-            return [image_block(p) if isinstance(p, ImagePart) else TextBlock(p.text) for p in parts]
+            return [user_block(part) for part in parts]
         case AssistantMessage(tool_calls=calls):
             text = message_text(message.content)
             uses: list[Block] = [ToolUseBlock(c.id, c.function.name, tool_arguments(c)) for c in calls or ()]
@@ -204,6 +214,14 @@ def blocks_of(message: Message) -> list[Block]:
         case ToolMessage(tool_call_id=call_id):
             return [ToolResultBlock(call_id, message_text(message.content))]
     return []
+
+
+def user_block(part: TextPart | ImagePart | FilePart) -> Block:
+    if isinstance(part, ImagePart):
+        return image_block(part)
+    if isinstance(part, FilePart):
+        return DocumentBlock(Base64Source(*inline_file(part, "Anthropic")), part.file.filename)
+    return TextBlock(part.text)
 
 
 def image_block(part: ImagePart) -> ImageBlock:
@@ -267,11 +285,16 @@ USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", 
 
 
 class AnthropicStream:
-    """Reads a Messages SSE stream into canonical events; ``message_stop`` is the terminator."""
+    """Reads a Messages SSE stream into canonical events; ``message_stop`` is the terminator.
 
-    def __init__(self, provider: str):
+    With ``relay`` (a Messages client), each event's canonical events are followed by its bytes as
+    they came, for the client; an ``error`` event is raised as before, never relayed.
+    """
+
+    def __init__(self, provider: str, relay: bool = False):
         self.provider = provider
-        self.sse = SSEDecoder()
+        self.relay = relay
+        self.sse = SSEDecoder(keep_raw=relay)
         self.tool_index: dict[int, int] = {}  # content block index -> tool call index
         self.with_arguments: set[int] = set()
         self.counts: dict[str, int] = {}
@@ -285,6 +308,8 @@ class AnthropicStream:
                 continue
             event = decode_json(EVENT_DECODER, sse.data, self.provider)
             self.read(event, events)
+            if self.relay:
+                events.append(Verbatim(sse.raw, opening=event.type == "message_start"))
         return events
 
     def end(self) -> list[Event]:
@@ -348,6 +373,55 @@ class AnthropicStream:
         return Usage(prompt_tokens=prompt, completion_tokens=counts("output_tokens", 0), cached_tokens=cached)
 
 
+class WireContent(Struct):
+    type: str = ""
+    id: str = ""
+    name: str = ""
+    text: str = ""
+    thinking: str = ""
+    input: Any = None
+
+
+class WireAnswer(Struct):
+    content: list[WireContent] = []
+    stop_reason: str | None = None
+    usage: WireUsage | None = None
+
+
+ANSWER_DECODER = msgspec.json.Decoder(WireAnswer)
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+
+
+class AnthropicAnswer(AnthropicStream):
+    """Reads a whole (not streamed) Messages answer, for a Messages client that asked for one: its
+    canonical events once it is complete, then its bytes as they came."""
+
+    def __init__(self, provider: str):
+        super().__init__(provider)
+        self.body = bytearray()
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self.body += chunk
+        if len(self.body) > MAX_ANSWER_BYTES:
+            raise UpstreamProtocolError(f"{self.provider} sent an answer larger than {MAX_ANSWER_BYTES} bytes.")
+        return []
+
+    def end(self) -> list[Event]:
+        answer = decode_json(ANSWER_DECODER, bytes(self.body), self.provider)
+        events: list[Event] = []
+        for block in answer.content:
+            if block.type == "tool_use":
+                index = len(self.tool_index)
+                self.tool_index[index] = index
+                arguments = JSON_ENCODER.encode(block.input if block.input is not None else {}).decode()
+                events += [ToolCallStart(index, block.id, block.name), ToolCallDelta(index, arguments)]
+            elif block.text or block.thinking:
+                events.append(TextDelta(block.text) if block.text else ReasoningDelta(block.thinking))
+        self.count(answer.usage)
+        finish = Finish(STOP_REASONS.get(answer.stop_reason, "stop"))
+        return [*events, self.usage(), finish, Verbatim(bytes(self.body))]
+
+
 # What Anthropic's count_tokens takes of a Messages request; the rest (max_tokens, stream...) it refuses.
 COUNTED_FIELDS = frozenset({"messages", "system", "tools", "tool_choice", "thinking", "cache_control", "mcp_servers"})
 COUNTED_FIELDS |= {"context_management", "output_config", "output_format"}
@@ -362,6 +436,7 @@ TOKEN_COUNT_DECODER = msgspec.json.Decoder(TokenCount)
 
 class AnthropicProvider(HttpProvider):
     default_base_url = DEFAULT_BASE_URL
+    dialect = "anthropic"
 
     def __init__(self, name: str, client: httpx.AsyncClient, **options: Any):
         super().__init__(name, client, **options)
@@ -369,6 +444,19 @@ class AnthropicProvider(HttpProvider):
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"x-api-key": api_key}
+
+    def same_dialect(
+        self, request: ChatRequest, deployment: Deployment, original: Original
+    ) -> tuple[httpx.Request, StreamMapper]:
+        """The client's body with only the model rewritten, its anthropic-beta and -version headers;
+        the answer comes back as it is sent, streamed or whole as the client asked."""
+        body = {**original.fields, "model": msgspec.Raw(JSON_ENCODER.encode(deployment.model))}
+        http_request = self.post(f"{self.base_url}/v1/messages", JSON_ENCODER.encode(body))
+        http_request.headers.update(original.headers)
+        if request.stream:
+            return http_request, AnthropicStream(self.name, relay=True)
+        http_request.headers["accept"] = "application/json"
+        return http_request, AnthropicAnswer(self.name)
 
     def build_request(self, request: ChatRequest, deployment: Deployment) -> httpx.Request:
         return self.post(f"{self.base_url}/v1/messages", JSON_ENCODER.encode(messages_body(request, deployment.model)))

@@ -75,7 +75,45 @@ class ToolResult(msgspec.Struct, frozen=True):
     duration_ms: float
 
 
-Event = Start | TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | Usage | Finish | ToolRun | ToolResult
+class Verbatim(msgspec.Struct, frozen=True):
+    """Part of the upstream's answer as its bytes came, for a client that speaks the upstream's own API.
+
+    The provider sends the canonical events of the same part first (for timeouts, usage and the
+    finish), and the client's dialect sends these bytes instead of its own. ``opening`` marks the
+    event that opens an answer (Anthropic's ``message_start``), which a client must see only once.
+    """
+
+    data: bytes
+    opening: bool = False
+
+
+Event = (
+    Start
+    | TextDelta
+    | ReasoningDelta
+    | ToolCallStart
+    | ToolCallDelta
+    | Usage
+    | Finish
+    | ToolRun
+    | ToolResult
+    | Verbatim
+)
+
+
+class Original(msgspec.Struct, frozen=True):
+    """The client's request as it came, for an upstream that speaks the client's own API (``dialect``).
+
+    ``verbatim``: ``fields`` is the whole body, which goes upstream with only the model rewritten, and
+    the answer comes back as ``Verbatim`` bytes. Otherwise ``fields`` holds only the top-level fields
+    the gateway does not know, which go upstream beside the ones it built. ``headers`` are the
+    client's headers this API forwards (Anthropic's ``anthropic-beta`` and ``anthropic-version``).
+    """
+
+    dialect: str
+    fields: dict[str, msgspec.Raw]
+    headers: dict[str, str] = {}
+    verbatim: bool = False
 
 
 def digits_value(text: str) -> int | None:
@@ -135,6 +173,16 @@ class Provider(Protocol):
     def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]: ...
 
     async def aclose(self) -> None: ...
+
+
+class SameDialectProvider(Provider, Protocol):
+    """A provider that also takes the client's request in its own API as it came (see ``Original``)."""
+
+    dialect: str
+
+    def stream(
+        self, request: ChatRequest, deployment: Deployment, original: Original | None = None
+    ) -> AsyncGenerator[Event, None]: ...
 
 
 class ProviderError(Exception):

@@ -29,6 +29,7 @@ from providers._http import (
 )
 from providers._sse import SSEDecoder
 from providers._translate import (
+    inline_file,
     inline_image,
     json_object_or_wrapped,
     system_text,
@@ -55,6 +56,7 @@ from providers.request import (
     JSON_ENCODER,
     AssistantMessage,
     ChatRequest,
+    FilePart,
     ImagePart,
     Message,
     ResponseFormatJsonObject,
@@ -63,6 +65,7 @@ from providers.request import (
     ToolChoiceFunction,
     ToolMessage,
     UserMessage,
+    UserPart,
     message_text,
 )
 
@@ -70,6 +73,7 @@ DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 MAX_WHOLE_BODY = 32 * 1024 * 1024
 # Gemini 3 rejects a replayed function call without the thought signature it came with, which a
 # stateless gateway does not keep; Google documents this value for history it did not record.
+GEMINI_FILE_TYPES = ("application/pdf", "text/plain", "text/html", "text/csv", "text/markdown")
 REPLAY_SIGNATURE = "skip_thought_signature_validator"
 THINKING_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768}
 
@@ -187,7 +191,7 @@ def parts_of(message: Message, names: dict[str, str]) -> list[Part]:
         case UserMessage(content=str() as text):
             return [Part(text=text)] if text else []
         case UserMessage(content=list() as items):
-            return [image_part(item) if isinstance(item, ImagePart) else Part(text=item.text) for item in items]
+            return [user_part(item) for item in items]
         case AssistantMessage(tool_calls=calls):
             text = message_text(message.content)
             called = [
@@ -202,9 +206,12 @@ def parts_of(message: Message, names: dict[str, str]) -> list[Part]:
     return []
 
 
-def image_part(part: ImagePart) -> Part:
-    mime, data = inline_image(part, "Gemini")
-    return Part(inline_data=InlineData(mime, data))
+def user_part(part: UserPart) -> Part:
+    if isinstance(part, ImagePart):
+        return Part(inline_data=InlineData(*inline_image(part, "Gemini")))
+    if isinstance(part, FilePart):
+        return Part(inline_data=InlineData(*inline_file(part, "Gemini", GEMINI_FILE_TYPES)))
+    return Part(text=part.text)
 
 
 def tool_config(request: ChatRequest) -> ToolConfig | None:

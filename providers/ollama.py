@@ -21,6 +21,7 @@ from providers.base import (
     Event,
     Finish,
     FinishReason,
+    InvalidRequestError,
     ReasoningDelta,
     StreamTruncatedError,
     TextDelta,
@@ -34,6 +35,7 @@ from providers.request import (
     AssistantMessage,
     ChatRequest,
     DeveloperMessage,
+    FilePart,
     ImagePart,
     Message,
     ResponseFormatJsonObject,
@@ -109,6 +111,12 @@ def ollama_message(message: Message, names: Mapping[str, str]) -> OllamaMessage:
         case UserMessage(content=str() as text):
             return OllamaMessage("user", text)
         case UserMessage(content=list() as parts):
+            if any(isinstance(p, FilePart) for p in parts):
+                raise InvalidRequestError(
+                    "Ollama cannot read files. Send the document's text as a text part, or use a model of "
+                    "another provider.",
+                    param="messages",
+                )
             images = [inline_image(p, "Ollama")[1] for p in parts if isinstance(p, ImagePart)]
             return OllamaMessage("user", message_text(parts), images=images or None)
         case AssistantMessage(tool_calls=calls):

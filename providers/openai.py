@@ -19,6 +19,7 @@ from providers.base import (
     Event,
     Finish,
     FinishReason,
+    Original,
     ReasoningDelta,
     StreamTruncatedError,
     TextDelta,
@@ -240,13 +241,31 @@ def usage_of(usage: WireUsage) -> Usage:
     )
 
 
+def with_fields(body: bytes, fields: dict[str, msgspec.Raw]) -> bytes:
+    """A JSON object's bytes with more fields (none of them already in it) spliced in before its end."""
+    if not fields:
+        return body
+    return b"%s,%s" % (body[:-1], JSON_ENCODER.encode(fields)[1:])
+
+
 class OpenAIProvider(HttpProvider):
-    """OpenAI, or any server that speaks its Chat Completions API, over one pooled client."""
+    """OpenAI, or any server that speaks its Chat Completions API, over one pooled client.
+
+    A Chat Completions client's fields the gateway does not know (``logprobs``, ``prediction``,
+    ``service_tier``, ``web_search_options``, future ones) go upstream beside the body it builds.
+    """
 
     default_base_url = DEFAULT_BASE_URL
+    dialect: str | None = "openai"
 
     def build_request(self, request: ChatRequest, deployment: Deployment) -> httpx.Request:
         return self.post(f"{self.base_url}/chat/completions", JSON_ENCODER.encode(chat_body(request, deployment.model)))
+
+    def same_dialect(
+        self, request: ChatRequest, deployment: Deployment, original: Original
+    ) -> tuple[httpx.Request, StreamMapper]:
+        body = with_fields(JSON_ENCODER.encode(chat_body(request, deployment.model)), original.fields)
+        return self.post(f"{self.base_url}/chat/completions", body), ChatStream(self.name)
 
     def mapper(self, request: ChatRequest, deployment: Deployment) -> StreamMapper:
         return ChatStream(self.name)

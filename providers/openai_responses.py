@@ -35,6 +35,7 @@ from providers.request import (
     AssistantMessage,
     ChatRequest,
     DeveloperMessage,
+    FilePart,
     ImagePart,
     Message,
     ResponseFormatJsonObject,
@@ -55,9 +56,15 @@ class InputImage(Struct, tag="input_image", tag_field="type", omit_defaults=True
     detail: str | None = None
 
 
+class InputFile(Struct, tag="input_file", tag_field="type", omit_defaults=True):
+    file_data: str | msgspec.UnsetType = msgspec.UNSET
+    file_id: str | msgspec.UnsetType = msgspec.UNSET
+    filename: str | None = None
+
+
 class InputMessage(Struct, tag="message", tag_field="type"):
     role: str
-    content: str | list[InputText | InputImage]
+    content: str | list[InputText | InputImage | InputFile]
 
 
 class FunctionCallItem(Struct, tag="function_call", tag_field="type"):
@@ -155,9 +162,11 @@ def input_items(message: Message) -> list[InputItem]:
     return [InputMessage("system", message_text(message.content))]
 
 
-def user_part(part: Any) -> InputText | InputImage:
+def user_part(part: Any) -> InputText | InputImage | InputFile:
     if isinstance(part, ImagePart):
         return InputImage(part.image_url.url, part.image_url.detail)
+    if isinstance(part, FilePart):
+        return InputFile(part.file.file_data, part.file.file_id, part.file.filename)
     return InputText(part.text)
 
 
@@ -334,6 +343,8 @@ def usage_of(usage: WireUsage) -> Usage:
 
 class OpenAIResponsesProvider(OpenAIProvider):
     """OpenAI's Responses API, for deployments with ``api: responses``, on the same client and key."""
+
+    dialect = None  # a Chat Completions client's fields mean nothing to the Responses API
 
     def build_request(self, request: ChatRequest, deployment: Deployment) -> httpx.Request:
         return self.post(f"{self.base_url}/responses", JSON_ENCODER.encode(responses_body(request, deployment.model)))

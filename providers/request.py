@@ -60,7 +60,24 @@ class ImagePart(Struct, tag="image_url", tag_field="type", omit_defaults=True):
     image_url: ImageUrl
 
 
-UserContent = str | list[TextPart | ImagePart]
+class FileData(Struct, omit_defaults=True):
+    file_data: NonEmptyStr | msgspec.UnsetType = msgspec.UNSET  # a data: URI (data:application/pdf;base64,...)
+    file_id: NonEmptyStr | msgspec.UnsetType = msgspec.UNSET
+    filename: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.file_data and not self.file_id:
+            raise ValueError("a file needs its `file_data` (a data: URI) or a `file_id`")
+
+
+class FilePart(Struct, tag="file", tag_field="type", omit_defaults=True):
+    """A document (a PDF) for the model to read, as OpenAI's Chat Completions take it."""
+
+    file: FileData
+
+
+UserPart = TextPart | ImagePart | FilePart
+UserContent = str | list[UserPart]
 TextContent = str | list[TextPart]
 
 
@@ -219,5 +236,8 @@ def encode_whole_number(value: Any) -> Any:
 
 
 CHAT_REQUEST_DECODER = msgspec.json.Decoder(ChatRequest, dec_hook=whole_number)
+CHAT_FIELDS = frozenset(ChatRequest.__struct_fields__)
+# A body's top-level fields with their values undecoded, for what goes upstream as the client sent it.
+FIELDS_DECODER = msgspec.json.Decoder(dict[str, msgspec.Raw])
 # For every body built from a request: the whole-number types above go back out as plain integers.
 JSON_ENCODER = msgspec.json.Encoder(enc_hook=encode_whole_number)

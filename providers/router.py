@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 import msgspec
 
 from providers.balancer import Strategy
-from providers.base import Deployment, ModelNotFoundError, Provider, Timeouts
+from providers.base import Deployment, ModelNotFoundError, Provider, SameDialectProvider, Timeouts
 
 
 def shorten(name: str, limit: int = 100) -> str:
@@ -112,6 +112,11 @@ class Router:
     def provider(self, deployment: Deployment) -> Provider:
         """The provider for the deployment's API: its own, or one of its others (OpenAI's Responses)."""
         return self.endpoints.get((deployment.provider, deployment.api)) or self.providers[deployment.provider]
+
+    def same_dialect(self, deployment: Deployment, dialect: str) -> SameDialectProvider | None:
+        """The deployment's provider when it speaks the client's ``dialect`` itself, else None."""
+        provider = self.provider(deployment)
+        return cast(SameDialectProvider, provider) if getattr(provider, "dialect", None) == dialect else None
 
     def list_models(self) -> list[ModelInfo]:
         models = []

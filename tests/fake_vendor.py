@@ -1,4 +1,6 @@
-"""A fake OpenAI-style vendor on 127.0.0.1 that misbehaves on request, and records when its connections close.
+"""A fake vendor on 127.0.0.1 that misbehaves on request, and records when its connections close.
+
+It speaks OpenAI's Chat Completions, and Anthropic's Messages on ``POST /v1/messages``.
 
 It runs raw asyncio in its own thread and loop, so the tests' loop and the gateway cannot slow it.
 The behaviour comes from the model name the gateway forwards, as ``name:key=value,...``:
@@ -38,6 +40,29 @@ ROLE = event(CHUNK % (b'{"role":"assistant","content":""}', b"null"))
 TOKEN = event(CHUNK % (b'{"content":"tok "}', b"null"))
 FINISH = event(CHUNK % (b"{}", b'"stop"')) + event(b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}')
 DONE = event(b"[DONE]") + b"0\r\n\r\n"
+
+
+def anthropic_event(name: bytes, payload: bytes) -> bytes:
+    data = b"event: %s\ndata: %s\n\n" % (name, payload)
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+MESSAGE_START = b'{"type":"message_start","message":{"id":"msg_fake","type":"message","role":"assistant","model":"fake","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":3,"cache_read_input_tokens":7,"output_tokens":1}}}'
+ANTHROPIC_ROLE = anthropic_event(b"message_start", MESSAGE_START) + anthropic_event(
+    b"content_block_start", b'{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}'
+)
+ANTHROPIC_TOKEN = anthropic_event(
+    b"content_block_delta", b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"tok "}}'
+)
+ANTHROPIC_FINISH = (
+    anthropic_event(b"content_block_stop", b'{"type":"content_block_stop","index":0}')
+    + anthropic_event(
+        b"message_delta",
+        b'{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":2}}',
+    )
+    + anthropic_event(b"message_stop", b'{"type":"message_stop"}')
+    + b"0\r\n\r\n"
+)
 SSE_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 
 
@@ -55,6 +80,7 @@ class Connection(asyncio.Protocol):
         self.vendor = vendor
         self.buffer = b""
         self.model = ""
+        self.frames = (ROLE, TOKEN, FINISH + DONE)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -80,6 +106,9 @@ class Connection(asyncio.Protocol):
         self.model = msgspec.json.decode(body, type=Model).model
         self.vendor.requests[self.model] += 1
         self.vendor.bodies[self.model].append(body)
+        self.vendor.heads[self.model].append(head)
+        if head.startswith(b"post /v1/messages "):
+            self.frames = (ANTHROPIC_ROLE, ANTHROPIC_TOKEN, ANTHROPIC_FINISH)
         self.task = asyncio.ensure_future(self.answer(*parse(self.model)))
 
     def write(self, data: bytes) -> None:
@@ -109,12 +138,13 @@ class Connection(asyncio.Protocol):
                 await asyncio.sleep(0.02)
             return
         await asyncio.sleep(number("ttft_ms", 0) / 1000)
-        self.write(ROLE)
+        role, token, _ = self.frames
+        self.write(role)
         tokens = int(number("tokens", 3)) if name != "endless" else 10**9
         for _ in range(tokens):
             if self.transport.is_closing():
                 return
-            self.write(TOKEN)
+            self.write(token)
             await asyncio.sleep(number("delay_ms", 5) / 1000)
         await self.end(name)
 
@@ -129,7 +159,7 @@ class Connection(asyncio.Protocol):
             self.write(b"0\r\n\r\n")
             self.transport.close()
         else:
-            self.write(FINISH + DONE)
+            self.write(self.frames[2])
 
     async def status(self, code: int, retry_after: str | None) -> None:
         body = b'{"error":{"message":"fake failure %d"}}' % code
@@ -154,6 +184,7 @@ class FakeVendor:
     def __init__(self) -> None:
         self.requests: defaultdict[str, int] = defaultdict(int)
         self.bodies: defaultdict[str, list[bytes]] = defaultdict(list)  # each request's JSON, by model
+        self.heads: defaultdict[str, list[bytes]] = defaultdict(list)  # its request line and headers, lowercased
         self.closed: defaultdict[str, list[float]] = defaultdict(list)
         self.open: set[asyncio.Transport] = set()
         self.loop = asyncio.new_event_loop()

@@ -15,6 +15,8 @@ import pytest
 import respx
 
 from app.config import GatewayConfig, Reliability
+from app.http.auth import AuthSettings, GatewayKey
+from app.http.ratelimit import RateLimits
 from app.main import create_app
 from providers.catalog import ProviderSpec
 from tests.conftest import LiveServer
@@ -58,7 +60,7 @@ def seen(message: anthropic.types.Message) -> dict[str, Any]:
         "reasoning": "".join(kinds["thinking"]),
         "tools": kinds["tool_use"],
         "stop": message.stop_reason,
-        "prompt": usage.input_tokens + (usage.cache_read_input_tokens or 0),
+        "prompt": usage.input_tokens + (usage.cache_read_input_tokens or 0) + (usage.cache_creation_input_tokens or 0),
         "completion": usage.output_tokens,
     }
 
@@ -303,3 +305,37 @@ async def test_a_count_anthropic_refuses_is_the_sdk_s_error(sdk: anthropic.Async
     )
     with pytest.raises(anthropic.RateLimitError):
         await sdk.messages.count_tokens(model="anthropic/claude-sonnet-4-5", messages=MESSAGES)
+
+
+def keyed_sdk(key: str, **limits: int) -> anthropic.AsyncAnthropic:
+    config = GatewayConfig(auth=AuthSettings(keys=[GatewayKey("alice", "gw-alice")], rate_limits=RateLimits(**limits)))
+    http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=create_app(config)), base_url="http://gateway.test")
+    return anthropic.AsyncAnthropic(base_url="http://gateway.test", api_key=key, http_client=http, max_retries=0)
+
+
+@pytest.mark.parametrize("route", ["create", "count_tokens", "models"])
+async def test_a_wrong_key_is_the_sdk_s_authentication_error(route: str) -> None:
+    async with keyed_sdk("not-a-key") as client:
+        with pytest.raises(anthropic.AuthenticationError) as info:
+            if route == "create":
+                await client.messages.create(model="echo", max_tokens=5, messages=MESSAGES)
+            elif route == "count_tokens":
+                await client.messages.count_tokens(model="echo", messages=MESSAGES)
+            else:
+                await client.models.list()
+    body = info.value.body
+    assert isinstance(body, dict)
+    assert body["error"]["type"] == "authentication_error"
+    assert "gateway key" in body["error"]["message"]
+    assert "not-a-key" not in str(body)
+    assert info.value.response.headers["request-id"] == body["request_id"]
+
+
+async def test_a_key_over_its_limit_is_the_sdk_s_rate_limit_error() -> None:
+    async with keyed_sdk("gw-alice", requests_per_minute=1) as client:
+        await client.messages.create(model="echo", max_tokens=5, messages=MESSAGES)  # x-api-key carries it
+        with pytest.raises(anthropic.RateLimitError) as info:
+            await client.messages.create(model="echo", max_tokens=5, messages=MESSAGES)
+    assert int(info.value.response.headers["retry-after"]) >= 1
+    assert isinstance(info.value.body, dict)
+    assert info.value.body["error"]["type"] == "rate_limit_error"

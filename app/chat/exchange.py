@@ -29,7 +29,8 @@ from app.chat.outlets import Headers, HttpOutlet, Outlet
 from app.conversations.answers import Outcome
 from app.conversations.turns import Turn
 from app.dialects.answer import AnswerBuilder
-from app.dialects.base import Dialect, Summary
+from app.dialects.base import Dialect, StreamEncoder, Summary
+from app.dialects.verbatim import VerbatimEncoder
 from app.errors import ApiError
 from app.http.access import AccessRecord
 from app.ops import metrics
@@ -41,6 +42,7 @@ from providers.base import (
     Event,
     InvalidRequestError,
     ModelNotFoundError,
+    Original,
     ProviderError,
     Start,
     StreamTruncatedError,
@@ -62,7 +64,7 @@ log = structlog.get_logger("gateway")
 class Ticket:
     """What the intake hands the exchange: the request as it goes upstream, and what comes with it."""
 
-    __slots__ = ("answer_id", "chat", "plan", "record", "tools", "turn")
+    __slots__ = ("answer_id", "chat", "original", "plan", "record", "tools", "turn", "untranslatable")
 
     def __init__(
         self,
@@ -72,10 +74,15 @@ class Ticket:
         answer_id: str,
         turn: Turn | None = None,
         tools: ToolLoop | None = None,
+        original: Original | None = None,
+        untranslatable: ApiError | None = None,
     ):
         self.chat, self.plan, self.record, self.answer_id = chat, plan, record, answer_id
         self.turn = turn  # a turn on a stored conversation, which stores the answer when it ends
         self.tools = tools  # the loop that runs the model's MCP tool calls, when it was offered any
+        # The client's request as it came, for deployments that speak its dialect; when ``untranslatable``
+        # says what of it only they can take, the other deployments are skipped.
+        self.original, self.untranslatable = original, untranslatable
 
 
 async def _never_send(message: object) -> None:
@@ -87,12 +94,13 @@ class Exchange:
         self.services, self.ticket, self.dialect = services, ticket, dialect
         self.chat, self.plan, self.record = ticket.chat, ticket.plan, ticket.record
         self.turn, self.tools = ticket.turn, ticket.tools
-        self.encoder = dialect.stream(ticket.chat, ticket.answer_id)
+        self.framing = dialect.stream(ticket.chat, ticket.answer_id)
+        self.encoder: StreamEncoder = self.framing  # per attempt: the framing, or the upstream's own bytes
         self.reliability = services.config.reliability
         self.outlet: Outlet = HttpOutlet(_never_send, _never_send)
         self.deadlines = Deadlines(self.reliability, keepalive=False)
         self.request_id = ""
-        self.role_sent = self.client_gone = False
+        self.opened = self.client_gone = False  # opened: the answer's opening event reached the client
         self.deployment: Deployment | None = None
         self.attempt_task: asyncio.Task[None] | None = None
         self.main_task: asyncio.Task[None] | None = None
@@ -166,7 +174,7 @@ class Exchange:
     async def attempts(self) -> None:
         error: ProviderError | None = None
         retries = self.plan.retries if self.plan.retries is not None else self.reliability.retries
-        order = self.services.balancer.order(self.plan.deployments, self.plan.strategy)
+        order = self.services.balancer.order(self.usable_deployments(), self.plan.strategy)
         for position, deployment in enumerate(order):
             for attempt in range(retries + 1):
                 if attempt:  # a retry of this deployment waits; a fallback to the next one does not
@@ -191,6 +199,14 @@ class Exchange:
         assert error is not None
         await self.fail(ApiError.from_provider(error))
 
+    def usable_deployments(self) -> list[Deployment]:
+        """The plan's deployments; only those that speak the client's dialect for a request that
+        holds what the gateway cannot translate (the intake made sure there is one)."""
+        original, router = self.ticket.original, self.services.router
+        if self.ticket.untranslatable is None or original is None:
+            return self.plan.deployments
+        return [d for d in self.plan.deployments if router.same_dialect(d, original.dialect) is not None]
+
     async def pause(self, error: ProviderError) -> bool:
         """Backoff before a retry: the upstream's Retry-After (capped), else exponential with full jitter.
 
@@ -211,11 +227,7 @@ class Exchange:
         self.deployment = deployment = msgspec.structs.replace(deployment, timeouts=merged)
         self.record.deployment = f"{deployment.provider}/{deployment.model}"
         self.record.provider, self.record.upstream_model = deployment.provider, deployment.model
-        provider = self.services.router.provider(deployment)
-        if self.tools is not None:
-            events = self.tools.run(provider, self.chat, deployment)
-        else:
-            events = provider.stream(self.chat, deployment)
+        events = self.events(deployment)
         if self.turn is not None:
             events = self.turn.capture(events)
         self.phase = "connecting"
@@ -237,6 +249,25 @@ class Exchange:
             self.attempt_task = None
             self.deadlines.attempt_over()
             self.services.balancer.finished(deployment, failed=failed)
+            if isinstance(self.encoder, VerbatimEncoder):
+                self.opened = self.opened or self.encoder.opened
+
+    def events(self, deployment: Deployment) -> AsyncGenerator[Event, None]:
+        """The attempt's events: the client's own request to an upstream that speaks its dialect, else
+        the canonical one; through the tool loop when the model was offered MCP tools."""
+        original = self.ticket.original
+        same = self.services.router.same_dialect(deployment, original.dialect) if original else None
+        self.encoder = self.framing
+        if same is None:
+            provider = self.services.router.provider(deployment)
+            if self.tools is not None:
+                return self.tools.run(lambda chat: provider.stream(chat, deployment), self.chat)
+            return provider.stream(self.chat, deployment)
+        if self.tools is not None:
+            return self.tools.run(lambda chat: same.stream(chat, deployment, original), self.chat)
+        if original is not None and original.verbatim:
+            self.encoder = VerbatimEncoder(self.framing, self.opened)
+        return same.stream(self.chat, deployment, original)
 
     async def relay(self, events: AsyncGenerator[Event, None]) -> None:
         """The streamed answer: each event to the client as it arrives."""
@@ -278,7 +309,8 @@ class Exchange:
         if self.turn is not None:
             await self.turn.finish("complete", self.record.deployment, None)
         headers = [(b"content-type", b"application/json"), *self.deployment_header()]
-        await self.outlet.respond(200, headers, self.dialect.whole(answer, self.summary()))
+        body = answer.verbatim if answer.verbatim is not None else self.dialect.whole(answer, self.summary())
+        await self.outlet.respond(200, headers, body)
         self.ended()
 
     def mark_content(self) -> None:
@@ -289,10 +321,10 @@ class Exchange:
     async def on_start(self) -> None:
         if not self.outlet.committed:
             await self.commit(self.deployment_header())
-        if not self.role_sent:
-            self.role_sent = True
+        if not self.opened:
             opening = self.encoder.opening()
             if opening is not None:
+                self.opened = True
                 await self.write(opening)
         self.phase = "waiting_first_token"
 

@@ -27,6 +27,7 @@ from app.http.auth import owner_of
 from app.services import Services
 from app.tools.loop import ToolLoop
 from app.tools.registry import McpRegistry, offer_tools
+from providers.base import Original
 from providers.request import ChatRequest, McpTools, message_role, message_text
 from providers.router import Plan
 
@@ -43,6 +44,8 @@ class Claim(msgspec.Struct):
     record: AccessRecord
     conversation_id: str | None
     owner: str
+    original: Original | None = None  # the request as it came, for deployments that speak its dialect
+    untranslatable: ApiError | None = None  # what of it the gateway cannot translate for the others
 
 
 class InFlight:
@@ -71,12 +74,29 @@ class Intake:
         self.registry = registry
 
     def check(
-        self, chat: ChatRequest, dialect: Dialect, record: AccessRecord, owner: str, conversation_header: str | None
+        self,
+        chat: ChatRequest,
+        dialect: Dialect,
+        record: AccessRecord,
+        owner: str,
+        conversation_header: str | None,
+        original: Original | None = None,
+        untranslatable: ApiError | None = None,
     ) -> Claim:
         note_request(record, chat, self.services.log_content)
         check_supported(chat)
         plan = self.services.router.resolve(chat.model)
-        return Claim(chat, dialect, plan, record, conversation_id_of(chat, conversation_header), owner)
+        conversation_id = conversation_id_of(chat, conversation_header)
+        if original is not None and original.verbatim and (conversation_id or uses_tools(chat, plan)):
+            original = None  # the gateway changes what goes upstream: the request as it came cannot go
+        if untranslatable is not None and not self.speaks(plan, original):
+            raise untranslatable
+        return Claim(chat, dialect, plan, record, conversation_id, owner, original, untranslatable)
+
+    def speaks(self, plan: Plan, original: Original | None) -> bool:
+        """Whether a deployment of the plan takes the request as it came."""
+        router = self.services.router
+        return original is not None and any(router.same_dialect(d, original.dialect) for d in plan.deployments)
 
     async def admit(self, claim: Claim, running: InFlight) -> Ticket:
         running.stage = "discovering_tools"
@@ -84,7 +104,7 @@ class Intake:
         running.stage = "waiting_for_conversation"
         chat, turn = await self.join(chat, claim.conversation_id, claim.owner)
         answer_id = f"{claim.dialect.id_prefix}{uuid.uuid4().hex}"
-        return Ticket(chat, claim.plan, claim.record, answer_id, turn, tools)
+        return Ticket(chat, claim.plan, claim.record, answer_id, turn, tools, claim.original, claim.untranslatable)
 
     async def serve(self, claim: Claim, running: InFlight, outlet: Outlet, request_id: str) -> None:
         """Admit the chat, then run its exchange into ``outlet``; a client that left ends it quietly."""
@@ -102,7 +122,7 @@ class Intake:
         self, chat: ChatRequest, plan: Plan, record: AccessRecord
     ) -> tuple[ChatRequest, ToolLoop | None]:
         """With MCP tools asked for (by the request or its alias): the request offering them, and the loop."""
-        if not plan.mcp and not any(isinstance(tool, McpTools) for tool in chat.tools or ()):
+        if not uses_tools(chat, plan):
             return chat, None
         chat, offered = await offer_tools(self.registry, chat, plan)
         if not offered:
@@ -150,12 +170,23 @@ def intake_of(connection: HTTPConnection) -> Intake:
     return intake
 
 
-def http_chat(request: HTTPConnection, chat: ChatRequest, dialect: Dialect) -> HttpChat:
+def http_chat(
+    request: HTTPConnection,
+    chat: ChatRequest,
+    dialect: Dialect,
+    original: Original | None = None,
+    untranslatable: ApiError | None = None,
+) -> HttpChat:
     """The instant checks for a chat that came as an HTTP body, and the ASGI app that serves it."""
     intake = intake_of(request)
     record: AccessRecord = request.scope.get(ACCESS_KEY) or AccessRecord()
     owner, header = owner_of(request.scope), request.headers.get(CONVERSATION_HEADER)
-    return HttpChat(intake, intake.check(chat, dialect, record, owner, header))
+    return HttpChat(intake, intake.check(chat, dialect, record, owner, header, original, untranslatable))
+
+
+def uses_tools(chat: ChatRequest, plan: Plan) -> bool:
+    """Whether the request or its alias asks for the gateway's MCP tools."""
+    return bool(plan.mcp) or any(isinstance(tool, McpTools) for tool in chat.tools or ())
 
 
 def note_request(record: AccessRecord, chat: ChatRequest, log_content: bool) -> None:

@@ -16,6 +16,7 @@ from providers.base import (
     ToolResult,
     ToolRun,
     Usage,
+    Verbatim,
 )
 
 
@@ -89,6 +90,7 @@ class AnswerBuilder:
         # The tool rounds the gateway ran (MCP): each call with its round and where the text stood then.
         self.tool_runs: list[tuple[int, int, ToolRun]] = []
         self.tool_results: dict[str, ToolResult] = {}
+        self.verbatim: bytes | None = None  # the whole answer as an upstream of the client's dialect sent it
 
     def add(self, event: Event) -> None:
         match event:
@@ -112,3 +114,5 @@ class AnswerBuilder:
                 self.tool_runs.append((round_, len(self.text), event))
             case ToolResult():
                 self.tool_results[event.id] = event
+            case Verbatim(data=data):
+                self.verbatim = data

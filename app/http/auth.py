@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import hmac
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import msgspec
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import REQUEST_ID_KEY, ApiError, error_response
+from app.errors import REQUEST_ID_KEY, ApiError, ErrorWriter, error_response
 from app.http.access import ACCESS_KEY
 from app.http.ratelimit import RateLimiter, RateLimits
 
@@ -41,9 +41,24 @@ def keys_from_env(raw: str) -> list[GatewayKey]:
     return keys
 
 
+def openai_errors(scope: Scope) -> ErrorWriter:
+    return error_response
+
+
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, keys: list[GatewayKey], protect_metrics: bool, limiter: RateLimiter | None):
+    """``writer_for`` picks the envelope of a refusal before any route has run (Anthropic's clients
+    parse their own); OpenAI's by default."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: list[GatewayKey],
+        protect_metrics: bool,
+        limiter: RateLimiter | None,
+        writer_for: Callable[[Scope], ErrorWriter] = openai_errors,
+    ):
         self.app = app
+        self.writer_for = writer_for
         self.keys = [(key.name, key.key.encode()) for key in keys if key.key]
         self.open_paths = OPEN_PATHS if protect_metrics else OPEN_PATHS | {"/metrics"}
         self.limiter = limiter
@@ -56,7 +71,7 @@ class AuthMiddleware:
             return
         name = self.match(presented_key(dict(scope["headers"])))
         if name is None:
-            await deny(scope, receive, send, unauthorized(bool(presented_key(dict(scope["headers"])))))
+            await self.deny(scope, receive, send, unauthorized(bool(presented_key(dict(scope["headers"])))))
             return
         scope[KEY_NAME_KEY] = name
         record = scope.get(ACCESS_KEY)
@@ -64,13 +79,20 @@ class AuthMiddleware:
             record.key_name = name
         wait = self.limiter.acquire(name) if self.limiter else None
         if wait is not None:
-            await deny(scope, receive, send, rate_limited(name, wait))
+            await self.deny(scope, receive, send, rate_limited(name, wait))
             return
         try:
             await self.app(scope, receive, send)
         finally:
             if self.limiter:
                 self.limiter.release(name)
+
+    async def deny(self, scope: Scope, receive: Receive, send: Send, error: ApiError) -> None:
+        if scope["type"] == "websocket":  # before the socket is accepted, a close is all a client can be told
+            await send({"type": "websocket.close", "code": 1008, "reason": error.message[:120]})
+            return
+        response = self.writer_for(scope)(error, str(scope.get(REQUEST_ID_KEY, "")))
+        await response(scope, receive, send)
 
     def match(self, presented: bytes) -> str | None:
         """The name of the key presented, comparing with every key in constant time, with no early exit."""
@@ -115,10 +137,3 @@ def rate_limited(name: str, wait: float) -> ApiError:
         type="rate_limit_error",
         headers={"Retry-After": str(seconds)},
     )
-
-
-async def deny(scope: Scope, receive: Receive, send: Send, error: ApiError) -> None:
-    if scope["type"] == "websocket":  # before the socket is accepted, a close is all a client can be told
-        await send({"type": "websocket.close", "code": 1008, "reason": error.message[:120]})
-        return
-    await error_response(error, str(scope.get(REQUEST_ID_KEY, "")))(scope, receive, send)

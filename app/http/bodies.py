@@ -6,7 +6,7 @@ Each client mistake becomes an ApiError that names the field at fault and says h
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -15,6 +15,15 @@ from app.errors import ApiError
 from providers.base import digits_value
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Decodes(Protocol[T_co]):
+    """A msgspec decoder, or one of ours that decodes as leniently as its dialect needs."""
+
+    def decode(self, body: bytes, /) -> T_co: ...
+
+
 LOCATION = re.compile(r" - at `\$\.?(.*)`$")
 MISSING_FIELD = re.compile(r"^Object missing required field `(.+)`")
 JSON_WHITESPACE = b" \t\r\n"
@@ -22,7 +31,7 @@ UTF8_BOM = b"\xef\xbb\xbf"  # RFC 8259 lets a parser ignore it; some Windows cli
 SCHEMA_HINT = "GET /openapi.yaml has the schema."
 
 
-async def read_json(request: Request, decoder: msgspec.json.Decoder[T], max_bytes: int) -> T:
+async def read_json(request: Request, decoder: Decodes[T], max_bytes: int) -> T:
     return decode_json(await read_json_bytes(request, max_bytes), decoder)
 
 
@@ -35,7 +44,7 @@ async def read_json_bytes(request: Request, max_bytes: int) -> bytes:
     return body
 
 
-async def read_optional_json(request: Request, decoder: msgspec.json.Decoder[T], max_bytes: int) -> T | None:
+async def read_optional_json(request: Request, decoder: Decodes[T], max_bytes: int) -> T | None:
     """A body that may be left out: None when it is empty, else as ``read_json``."""
     body = (await read_body(request, max_bytes)).removeprefix(UTF8_BOM)
     if not body.strip(JSON_WHITESPACE):  # bytes.strip() would also take \x0b and \x0c, which JSON does not allow
@@ -44,7 +53,7 @@ async def read_optional_json(request: Request, decoder: msgspec.json.Decoder[T],
     return decode_json(body, decoder)
 
 
-def decode_json(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
+def decode_json(body: bytes, decoder: Decodes[T]) -> T:
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import msgspec
@@ -23,11 +23,9 @@ from app.dialects.answer import FinishedCall, ToolCallParts
 from app.http.access import AccessRecord
 from app.tools.registry import McpRegistry, OfferedTool
 from providers.base import (
-    Deployment,
     Event,
     Finish,
     FinishReason,
-    Provider,
     ReasoningDelta,
     Start,
     TextDelta,
@@ -40,6 +38,8 @@ from providers.base import (
 )
 from providers.mcp import McpError
 from providers.request import AssistantMessage, ChatRequest, FunctionCall, Message, ToolCall, ToolMessage
+
+ModelCall = Callable[[ChatRequest], AsyncGenerator[Event, None]]  # one round's request to the model's stream
 
 
 class Round:
@@ -67,11 +67,11 @@ class ToolLoop:
         self.record = record
         self.log_arguments = log_arguments
 
-    async def run(self, provider: Provider, chat: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:
+    async def run(self, call_model: ModelCall, chat: ChatRequest) -> AsyncGenerator[Event, None]:
         messages, usage = list(chat.messages), Usage()
         for number in range(self.max_rounds):
             round_ = Round()
-            stream = provider.stream(msgspec.structs.replace(chat, messages=messages), deployment)
+            stream = call_model(msgspec.structs.replace(chat, messages=messages))
             try:
                 async for event in stream:
                     passed = self.take(event, round_, first=number == 0)

@@ -1,4 +1,5 @@
-"""Anthropic's Messages API as a client dialect: the request (``request``) and the answer (``answer``)."""
+"""Anthropic's Messages API as a client dialect: the request (``request``), its translation into the
+canonical request (``translate``) and the answer (``answer``)."""
 
 from app.dialects.anthropic.answer import MESSAGES, Messages, MessagesEncoder
 from app.dialects.anthropic.request import (
@@ -6,8 +7,8 @@ from app.dialects.anthropic.request import (
     MESSAGES_REQUEST_DECODER,
     CountTokensRequest,
     MessagesRequest,
-    chat_request,
 )
+from app.dialects.anthropic.translate import chat_request, translate
 
 __all__ = [
     "COUNT_TOKENS_DECODER",
@@ -18,4 +19,5 @@ __all__ = [
     "MessagesEncoder",
     "MessagesRequest",
     "chat_request",
+    "translate",
 ]

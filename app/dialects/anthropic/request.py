@@ -1,50 +1,20 @@
-"""Anthropic's Messages request, decoded by msgspec and turned into the canonical chat request.
+"""Anthropic's Messages request as msgspec decodes it; ``translate`` makes the canonical request of it.
 
-The system prompt becomes a system message; a user turn's ``tool_result`` blocks become tool
-messages (before the rest of the turn, as the results answer the previous assistant turn); an
-assistant turn's ``tool_use`` blocks become tool calls with their input as a JSON string. Thinking
-blocks are dropped on the way (the canonical request has no place for their signatures), and a
-thinking budget becomes a reasoning effort. What the canonical request cannot carry at all is a 400
-that says so, never a silent drop.
+Fields the gateway does not know are ignored here and kept in the body as it came, for an upstream
+that speaks Messages itself; so are content blocks it does not know (``OtherBlock``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
+import orjson
 from msgspec import Meta, Struct
 
-from app.errors import ApiError
-from providers.request import (
-    JSON_ENCODER,
-    AssistantMessage,
-    ChatRequest,
-    FunctionCall,
-    FunctionDefinition,
-    ImagePart,
-    ImageUrl,
-    Int64,
-    McpTools,
-    Message,
-    NonEmptyStr,
-    SystemMessage,
-    TextPart,
-    TokenCount,
-    Tool,
-    ToolCall,
-    ToolChoice,
-    ToolChoiceFunction,
-    ToolChoiceFunctionName,
-    ToolMessage,
-    UserMessage,
-    whole_number,
-)
+from providers.request import Int64, NonEmptyStr, TokenCount, whole_number
 
-# A thinking budget as the nearest reasoning effort, by the budget's upper bound in tokens.
-Effort = Literal["low", "medium", "high"]
-EFFORTS: tuple[tuple[int, Effort], ...] = ((1024, "low"), (8192, "medium"))
+R = TypeVar("R", bound="MessagesRequest")
 
 
 class TextBlock(Struct, tag="text", tag_field="type"):
@@ -60,12 +30,27 @@ class UrlSource(Struct, tag="url", tag_field="type"):
     url: NonEmptyStr
 
 
+class FileSource(Struct, tag="file", tag_field="type"):
+    file_id: NonEmptyStr
+
+
 class ImageBlock(Struct, tag="image", tag_field="type"):
-    source: Base64Source | UrlSource
+    source: Base64Source | UrlSource | FileSource
+
+
+class TextSource(Struct, tag="text", tag_field="type"):
+    data: str
+    media_type: str = "text/plain"
+
+
+class ContentSource(Struct, tag="content", tag_field="type"):
+    content: str | list[TextBlock | ImageBlock]
 
 
 class DocumentBlock(Struct, tag="document", tag_field="type"):
-    source: Any = None
+    source: Base64Source | UrlSource | TextSource | ContentSource | FileSource
+    title: str | None = None
+    context: str | None = None
 
 
 class ToolUseBlock(Struct, tag="tool_use", tag_field="type"):
@@ -76,7 +61,7 @@ class ToolUseBlock(Struct, tag="tool_use", tag_field="type"):
 
 class ToolResultBlock(Struct, tag="tool_result", tag_field="type"):
     tool_use_id: NonEmptyStr
-    content: str | list[TextBlock | ImageBlock] = ""
+    content: str | list[TextBlock | ImageBlock | DocumentBlock] = ""
     is_error: bool = False
 
 
@@ -89,7 +74,24 @@ class RedactedThinkingBlock(Struct, tag="redacted_thinking", tag_field="type"):
     data: str
 
 
-Block = TextBlock | ImageBlock | DocumentBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock | RedactedThinkingBlock
+class OtherBlock(Struct, tag="gateway.other", tag_field="type"):
+    """A block this gateway does not know (a server tool's result, a future type): it goes on only to
+    an upstream that speaks Messages itself. ``kind`` is its type; ``why`` what decoding it said."""
+
+    kind: str
+    why: str
+
+
+Block = (
+    TextBlock
+    | ImageBlock
+    | DocumentBlock
+    | ToolUseBlock
+    | ToolResultBlock
+    | ThinkingBlock
+    | RedactedThinkingBlock
+    | OtherBlock
+)
 
 
 class InputMessage(Struct):
@@ -147,167 +149,44 @@ class CountTokensRequest(MessagesRequest, kw_only=True):
     max_tokens: TokenCount | None = None  # type: ignore[assignment]
 
 
-MESSAGES_REQUEST_DECODER = msgspec.json.Decoder(MessagesRequest, dec_hook=whole_number)
-COUNT_TOKENS_DECODER = msgspec.json.Decoder(CountTokensRequest, dec_hook=whole_number)
+class MessagesDecoder(Generic[R]):
+    """Decodes a Messages body; a content block it cannot decode becomes an ``OtherBlock`` (so that
+    an upstream that speaks Messages still gets it) where the rest of the body is sound."""
 
+    def __init__(self, kind: type[R]):
+        self.kind = kind
+        self.decoder = msgspec.json.Decoder(kind, dec_hook=whole_number)
 
-def chat_request(request: MessagesRequest) -> ChatRequest:
-    """The canonical request for a Messages request."""
-    choice, parallel = tool_choice(request.tool_choice)
-    messages: list[Message] = [SystemMessage(system_text(request.system))] if request.system else []
-    for message in request.messages:
-        messages += TURNS[message.role](message.content)
-    return ChatRequest(
-        model=request.model,
-        messages=messages,
-        stream=request.stream,
-        max_tokens=request.max_tokens,
-        temperature=request.temperature,
-        top_p=request.top_p,
-        stop=request.stop_sequences,
-        tools=tools(request.tools) if request.tools else None,
-        tool_choice=choice,
-        parallel_tool_calls=parallel,
-        user=request.metadata.user_id if request.metadata else None,
-        reasoning_effort=effort(request.thinking, request.output_config),
-        conversation_id=request.conversation_id,
-    )
-
-
-def system_text(system: str | list[TextBlock] | None) -> str:
-    return system if isinstance(system, str) else "\n\n".join(block.text for block in system or ())
-
-
-def user_turn(content: str | list[Block]) -> list[Message]:
-    """Tool results first, as tool messages, then the turn's own text and images, if any."""
-    if isinstance(content, str):
-        return [UserMessage(content)]
-    results: list[Message] = [tool_message(b) for b in content if isinstance(b, ToolResultBlock)]
-    parts = [
-        user_part(b) for b in content if not isinstance(b, ToolResultBlock | ThinkingBlock | RedactedThinkingBlock)
-    ]
-    return [*results, UserMessage(parts)] if parts or not results else results
-
-
-def user_part(block: Block) -> TextPart | ImagePart:
-    match block:
-        case TextBlock(text=text):
-            return TextPart(text)
-        case ImageBlock(source=Base64Source(media_type=media_type, data=data)):
-            return ImagePart(ImageUrl(f"data:{media_type};base64,{data}"))
-        case ImageBlock(source=UrlSource(url=url)):
-            return ImagePart(ImageUrl(url))
-        case DocumentBlock():
-            raise unsupported("a `document` block", "Send its text as a `text` block")
-    raise unsupported(f"a block of type `{kind(block)}` in a user turn", "Send text, image and tool_result blocks")
-
-
-def tool_message(block: ToolResultBlock) -> ToolMessage:
-    if isinstance(block.content, str):
-        text = block.content
-    elif any(isinstance(part, ImageBlock) for part in block.content):
-        raise unsupported("an image inside a `tool_result`", "Send the image in a user `image` block")
-    else:
-        text = "".join(part.text for part in block.content if isinstance(part, TextBlock))
-    return ToolMessage(f"Error: {text}" if block.is_error else text, block.tool_use_id)
-
-
-def assistant_turn(content: str | list[Block]) -> AssistantMessage:
-    if isinstance(content, str):
-        return AssistantMessage(content=content)
-    for block in content:
-        if not isinstance(block, TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock):
-            raise unsupported(f"a block of type `{kind(block)}` in an assistant turn", "Send text and tool_use blocks")
-    text = "".join(block.text for block in content if isinstance(block, TextBlock))
-    calls = [
-        ToolCall(block.id, FunctionCall(block.name, JSON_ENCODER.encode(block.input).decode()))
-        for block in content
-        if isinstance(block, ToolUseBlock)
-    ]
-    return AssistantMessage(content=text or None, tool_calls=calls or None)
-
-
-def system_turn(content: str | list[Block]) -> list[Message]:
-    if isinstance(content, str):
-        return [SystemMessage(content)]
-    if any(not isinstance(block, TextBlock) for block in content):
-        raise unsupported("a non-text block in a system message", "Send system messages as text")
-    return [SystemMessage(system_text([block for block in content if isinstance(block, TextBlock)]))]
-
-
-def assistant_turns(content: str | list[Block]) -> list[Message]:
-    return [assistant_turn(content)]
-
-
-TURNS: dict[str, Callable[[str | list[Block]], list[Message]]] = {
-    "user": user_turn,
-    "assistant": assistant_turns,
-    "system": system_turn,
-}
-
-
-def tools(entries: list[dict[str, Any]]) -> list[Tool | McpTools]:
-    """Custom tools as functions; ``{"type": "mcp", "server": ...}`` as the gateway's MCP tools."""
-    result: list[Tool | McpTools] = []
-    for position, entry in enumerate(entries):
-        kind = entry.get("type")
+    def decode(self, body: bytes) -> R:
         try:
-            if kind == "mcp":
-                result.append(msgspec.convert(entry, McpTools))
-                continue
-            if kind not in (None, "custom"):
-                raise unsupported(
-                    f"the server tool {str(kind)[:60]!r}", "Offer it as a custom tool with an input_schema"
-                )
-            tool = msgspec.convert(entry, CustomTool)
-        except msgspec.ValidationError as exc:
-            raise ApiError(
-                400,
-                f"tools[{position}] is not a tool: {exc}. Give it a name and an input_schema.",
-                code="invalid_value",
-                param=f"tools[{position}]",
-            ) from None
-        result.append(Tool(FunctionDefinition(tool.name, tool.description, tool.input_schema)))
-    return result
+            return self.decoder.decode(body)
+        except msgspec.ValidationError:
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                data = None  # msgspec validates as it parses: a body can be refused before its end is read
+            if not isinstance(data, dict) or not set_aside_unknown_blocks(data):
+                raise
+            return msgspec.convert(data, self.kind, dec_hook=whole_number)
 
 
-def tool_choice(choice: ToolChoiceSpec | None) -> tuple[ToolChoice | None, bool | None]:
-    if choice is None:
-        return None, None
-    parallel = False if choice.disable_parallel_tool_use else None
-    if choice.type == "tool":
-        if choice.name is None:
-            raise ApiError(
-                400,
-                "tool_choice of type `tool` needs the tool's `name`.",
-                code="missing_field",
-                param="tool_choice.name",
-            )
-        return ToolChoiceFunction("function", ToolChoiceFunctionName(choice.name)), parallel
-    modes: dict[str, ToolChoice] = {"auto": "auto", "any": "required", "none": "none"}
-    return modes[choice.type], parallel
+def set_aside_unknown_blocks(body: dict[str, Any]) -> bool:
+    """Turns each content block that does not decode into an ``OtherBlock``; True if there was one."""
+    found = False
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for position, block in enumerate(content):
+            try:
+                msgspec.convert(block, Block, dec_hook=whole_number)
+            except msgspec.ValidationError as exc:
+                kind = block.get("type") if isinstance(block, dict) else None
+                content[position] = {"type": "gateway.other", "kind": str(kind)[:60], "why": str(exc)[:200]}
+                found = True
+    return found
 
 
-def effort(thinking: ThinkingConfig | None, output: OutputConfig | None) -> Effort | None:
-    """The client's own effort when it names one, else the nearest to its thinking budget."""
-    if output is not None and output.effort is not None:
-        return "high" if output.effort == "max" else output.effort
-    if thinking is None or thinking.type == "disabled":
-        return None
-    budget = thinking.budget_tokens or 0
-    if thinking.type == "adaptive" or not budget:
-        return "medium"
-    return next((name for limit, name in EFFORTS if budget <= limit), "high")
-
-
-def kind(block: Block) -> str:
-    """The block's ``type`` as the client wrote it."""
-    return str(block.__struct_config__.tag)
-
-
-def unsupported(what: str, instead: str) -> ApiError:
-    return ApiError(
-        400,
-        f"This gateway cannot pass {what} on to the model yet. {instead}.",
-        code="unsupported_content",
-    )
+MESSAGES_REQUEST_DECODER = MessagesDecoder(MessagesRequest)
+COUNT_TOKENS_DECODER = MessagesDecoder(CountTokensRequest)

@@ -143,7 +143,7 @@ def test_thinking_becomes_a_reasoning_effort(
                     ],
                 }
             ],
-            "image inside a `tool_result`",
+            "image or a document inside a `tool_result`",
         ),
         ("messages", [{"role": "user", "content": [{"type": "tool_use", "id": "t", "name": "n"}]}], "user turn"),
         (

@@ -1,0 +1,54 @@
+"""The answer of an upstream that speaks the client's own dialect (Anthropic to Anthropic): its bytes
+go to the client as they came, event by event, and only the ending is read from the canonical events.
+
+The exchange still enforces every deadline and the terminator check on those events; a failure is
+framed by the client's own dialect, as on any other stream.
+"""
+
+from __future__ import annotations
+
+from app.dialects.answer import Ending
+from app.dialects.base import StreamEncoder, Summary
+from app.errors import ApiError
+from providers.base import Event, FinishReason, Usage, Verbatim
+
+
+class VerbatimEncoder:
+    """``opened``: whether an opening event already reached the client (from an earlier attempt):
+    the upstream's own is then left out, so the client sees one."""
+
+    def __init__(self, framing: StreamEncoder, opened: bool):
+        self.framing = framing  # the dialect's own encoder, for the error event
+        self.opened = opened
+        self.ending = Ending()
+
+    @property
+    def finished(self) -> bool:
+        return self.ending.finished
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.ending.usage
+
+    @property
+    def finish(self) -> FinishReason | None:
+        return self.ending.finish
+
+    def opening(self) -> bytes | None:
+        return None  # the upstream's opening comes among its bytes
+
+    def encode(self, event: Event) -> bytes | None:
+        if type(event) is Verbatim:
+            if event.opening:
+                if self.opened:
+                    return None
+                self.opened = True
+            return event.data
+        self.ending.take(event)
+        return None
+
+    def end(self, summary: Summary) -> list[bytes]:
+        return []  # the upstream's closing events were relayed as they came
+
+    def error(self, error: ApiError, request_id: str) -> bytes:
+        return self.framing.error(error, request_id)
