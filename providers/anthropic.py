@@ -25,6 +25,7 @@ from providers.base import (
     InvalidRequestError,
     Original,
     ReasoningDelta,
+    ReasoningSignature,
     StreamTruncatedError,
     TextDelta,
     ToolCallDelta,
@@ -245,6 +246,7 @@ class WireDelta(Struct):
     text: str | None = None
     thinking: str | None = None
     partial_json: str | None = None
+    signature: str | None = None
     stop_reason: str | None = None
 
 
@@ -348,6 +350,8 @@ class AnthropicStream:
         elif delta.partial_json and index in self.tool_index:
             self.with_arguments.add(index)
             events.append(ToolCallDelta(self.tool_index[index], delta.partial_json))
+        elif delta.signature:
+            events.append(ReasoningSignature(delta.signature))
 
     def read_block_start(self, index: int, block: WireBlock, events: list[Event]) -> None:
         if block.type == "tool_use":
@@ -379,6 +383,7 @@ class WireContent(Struct):
     name: str = ""
     text: str = ""
     thinking: str = ""
+    signature: str = ""
     input: Any = None
 
 
@@ -417,6 +422,8 @@ class AnthropicAnswer(AnthropicStream):
                 events += [ToolCallStart(index, block.id, block.name), ToolCallDelta(index, arguments)]
             elif block.text or block.thinking:
                 events.append(TextDelta(block.text) if block.text else ReasoningDelta(block.thinking))
+            if block.signature:
+                events.append(ReasoningSignature(block.signature))
         self.count(answer.usage)
         finish = Finish(STOP_REASONS.get(answer.stop_reason, "stop"))
         return [*events, self.usage(), finish, Verbatim(bytes(self.body))]

@@ -29,6 +29,12 @@ class ReasoningDelta(msgspec.Struct, frozen=True):
     text: str
 
 
+class ReasoningSignature(msgspec.Struct, frozen=True):
+    """The vendor's signature of the reasoning so far (Anthropic's), which its API wants back with it."""
+
+    signature: str
+
+
 class ToolCallStart(msgspec.Struct, frozen=True):
     index: int
     id: str
@@ -91,6 +97,7 @@ Event = (
     Start
     | TextDelta
     | ReasoningDelta
+    | ReasoningSignature
     | ToolCallStart
     | ToolCallDelta
     | Usage

@@ -274,3 +274,16 @@ async def test_a_live_relay_cut_short_is_an_error_for_the_sdk(live: LiveServer) 
                 messages=[{"role": "user", "content": "hi"}],
             ) as stream:
                 await stream.get_final_message()
+
+
+@respx.mock
+async def test_thinking_and_its_signature_reach_the_sdk(http: httpx2.AsyncClient) -> None:
+    respx.post(ANTHROPIC).mock(side_effect=streamed(fixture("anthropic_thinking.sse"), 3))
+    client = anthropic.AsyncAnthropic(base_url="http://gateway.test", api_key="unused", http_client=http)
+    async with client.messages.stream(
+        model="claude", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
+    ) as s:
+        message = await s.get_final_message()
+    thinking = message.content[0]
+    assert isinstance(thinking, anthropic.types.ThinkingBlock)
+    assert (thinking.thinking, thinking.signature) == ("The user wants", "Eu8BCkYICxgCKkBR==")

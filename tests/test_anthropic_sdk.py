@@ -316,13 +316,14 @@ def keyed_sdk(key: str, **limits: int) -> anthropic.AsyncAnthropic:
 @pytest.mark.parametrize("route", ["create", "count_tokens", "models"])
 async def test_a_wrong_key_is_the_sdk_s_authentication_error(route: str) -> None:
     async with keyed_sdk("not-a-key") as client:
+        if route == "create":
+            call: Any = client.messages.create(model="echo", max_tokens=5, messages=MESSAGES)
+        elif route == "count_tokens":
+            call = client.messages.count_tokens(model="echo", messages=MESSAGES)
+        else:
+            call = client.models.list()
         with pytest.raises(anthropic.AuthenticationError) as info:
-            if route == "create":
-                await client.messages.create(model="echo", max_tokens=5, messages=MESSAGES)
-            elif route == "count_tokens":
-                await client.messages.count_tokens(model="echo", messages=MESSAGES)
-            else:
-                await client.models.list()
+            await call
     body = info.value.body
     assert isinstance(body, dict)
     assert body["error"]["type"] == "authentication_error"

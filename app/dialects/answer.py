@@ -9,6 +9,7 @@ from providers.base import (
     Finish,
     FinishReason,
     ReasoningDelta,
+    ReasoningSignature,
     Start,
     TextDelta,
     ToolCallDelta,
@@ -84,6 +85,7 @@ class AnswerBuilder:
     def __init__(self) -> None:
         self.text: list[str] = []
         self.reasoning: list[str] = []
+        self.signature = ""  # the vendor's signature of the reasoning, when it signs it (Anthropic)
         self.tool_calls = ToolCallParts()
         self.usage = Usage()
         self.finish: FinishReason | None = None
@@ -98,6 +100,8 @@ class AnswerBuilder:
                 self.text.append(text)
             case ReasoningDelta(text=text):
                 self.reasoning.append(text)
+            case ReasoningSignature(signature=signature):
+                self.signature = signature
             case ToolCallStart():
                 self.tool_calls.start(event)
             case ToolCallDelta():

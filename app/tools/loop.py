@@ -27,6 +27,7 @@ from providers.base import (
     Finish,
     FinishReason,
     ReasoningDelta,
+    ReasoningSignature,
     Start,
     TextDelta,
     ToolCallDelta,
@@ -109,7 +110,7 @@ class ToolLoop:
             case TextDelta(text=text):
                 round_.text.append(text)
                 return event
-            case ReasoningDelta():
+            case ReasoningDelta() | ReasoningSignature():
                 return event
             case ToolCallStart():
                 round_.calls.start(event)

@@ -15,6 +15,7 @@ from providers.base import (
     ProviderError,
     RateLimitedError,
     ReasoningDelta,
+    ReasoningSignature,
     Start,
     StreamTruncatedError,
     TextDelta,
@@ -61,6 +62,7 @@ def test_text_and_tools_with_pings_padding_and_a_call_without_arguments() -> Non
 def test_thinking_and_usage_restated_in_message_delta() -> None:
     assert run(mapper, [fixture("anthropic_thinking.sse")]) == [
         ReasoningDelta("The user wants"),
+        ReasoningSignature("Eu8BCkYICxgCKkBR=="),
         TextDelta("Hello"),
         Usage(prompt_tokens=61, completion_tokens=12),
         Finish("length"),

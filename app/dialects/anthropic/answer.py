@@ -1,9 +1,9 @@
 """Anthropic's Messages answer: canonical events as its event stream, or as one ``message`` body.
 
 ``message_start``; per content block ``content_block_start``, its deltas (``text_delta``,
-``thinking_delta``, ``input_json_delta``) and ``content_block_stop``; then ``message_delta`` (stop
-reason, usage) and ``message_stop``. Tool calls are held until complete and sent as one block each,
-in order. A failure after the stream began is ``event: error`` and no ``message_stop``; before it,
+``thinking_delta`` and ``signature_delta``, ``input_json_delta``) and ``content_block_stop``; then
+``message_delta`` (stop reason, usage) and ``message_stop``. Tool calls stream as they come, each its
+own block, in order. A failure after the stream began is ``event: error`` and no ``message_stop``; before it,
 Anthropic's envelope ``{"type": "error", "error": {"type", "message"}, "request_id"}``.
 """
 
@@ -18,7 +18,18 @@ from starlette.responses import Response
 from app.dialects.answer import AnswerBuilder, Ending, FinishedCall
 from app.dialects.base import Summary
 from app.errors import ApiError
-from providers.base import Event, Finish, FinishReason, ReasoningDelta, TextDelta, Usage
+from providers.base import (
+    Event,
+    Finish,
+    FinishReason,
+    ReasoningDelta,
+    ReasoningSignature,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    UpstreamProtocolError,
+    Usage,
+)
 from providers.request import ChatRequest
 
 STOP_REASONS: dict[FinishReason, str] = {
@@ -77,19 +88,27 @@ def error_body(error: ApiError, request_id: str) -> bytes:
 def tool_input(call: FinishedCall) -> dict[str, Any]:
     """The call's arguments as the object Anthropic's clients expect; text that is not one is wrapped."""
     try:
-        value = orjson.loads(call.arguments or "{}")
+        value = orjson.loads(call.arguments.strip() or "{}")
     except orjson.JSONDecodeError:
         return {"arguments": call.arguments}
     return value if isinstance(value, dict) else {"value": value}
 
 
 class MessagesEncoder:
-    """One answer as Anthropic's event stream; ``finished`` turns true at the upstream's finish."""
+    """One answer as Anthropic's event stream; ``finished`` turns true at the upstream's finish.
+
+    One content block is open at a time, as Anthropic's clients expect: text, thinking (closed by its
+    signature's delta when the upstream signs it) or a tool call, whose input streams as the
+    upstream's argument fragments come. An upstream that interleaves the fragments of parallel calls
+    cannot be framed so: that is an error event, never a call with another's arguments.
+    """
 
     def __init__(self, message_id: str, model: str):
         self.message_id, self.model = message_id, model
         self.blocks = 0  # content blocks started so far; the open one, if any, is the last
-        self.open: str | None = None  # "text" or "thinking"
+        self.open: str | None = None  # "text", "thinking" or "tool_use"
+        self.open_call = -1  # the index of the tool call whose block is open
+        self.held: list[str] | None = None  # its arguments so far, until they are seen to open an object
         self.delta_head = b""  # the open block's delta frame, up to its text
         self.ending = Ending()
 
@@ -124,9 +143,17 @@ class MessagesEncoder:
                 return self.delta("text", text)
             case ReasoningDelta(text=text):
                 return self.delta("thinking", text)
+            case ToolCallDelta(index=index, arguments=arguments):
+                return self.tool_input(index, arguments)
+            case ToolCallStart(id=call_id, name=name):
+                opened = self.close() + self.start({"type": "tool_use", "id": call_id, "name": name, "input": {}})
+                self.open, self.open_call, self.held = "tool_use", event.index, []
+                return opened
+            case ReasoningSignature(signature=signature) if self.open == "thinking":
+                return self.block_delta({"type": "signature_delta", "signature": signature})
             case Finish():
                 self.ending.take(event)
-                return b"".join([self.close(), *(self.tool_block(call) for call in self.ending.calls.finished())])
+                return self.close()
         self.ending.take(event)
         return None
 
@@ -139,6 +166,24 @@ class MessagesEncoder:
             self.delta_head = DELTA_HEAD % (self.blocks - 1, kind.encode(), kind.encode())
         return b"".join((start, self.delta_head, ENCODER.encode(text), b"}}\n\n"))
 
+    def tool_input(self, index: int, arguments: str) -> bytes | None:
+        """Arguments that open a JSON object stream as they come; anything else is held for ``close`` to
+        send wrapped as an object, which is all Anthropic's clients take."""
+        if self.open != "tool_use" or index != self.open_call:
+            raise UpstreamProtocolError(
+                "The provider interleaved the arguments of parallel tool calls, which Anthropic's event stream "
+                "cannot carry. Retry the request, or ask for one tool call at a time (disable_parallel_tool_use)."
+            )
+        if self.held is not None:
+            self.held.append(arguments)
+            so_far = "".join(self.held)
+            if so_far.lstrip()[:1] != "{":
+                return None  # blank so far, or not an object
+            arguments, self.held = so_far, None
+        if not arguments:
+            return None
+        return self.block_delta({"type": "input_json_delta", "partial_json": arguments})
+
     def thinking(self) -> dict[str, Any]:
         return {"type": "thinking", "thinking": "", "signature": ""}
 
@@ -146,17 +191,18 @@ class MessagesEncoder:
         self.blocks += 1
         return frame("content_block_start", {"index": self.blocks - 1, "content_block": block})
 
+    def block_delta(self, delta: dict[str, Any]) -> bytes:
+        return frame("content_block_delta", {"index": self.blocks - 1, "delta": delta})
+
     def close(self) -> bytes:
         if self.open is None:
             return b""
-        self.open = None
-        return frame("content_block_stop", {"index": self.blocks - 1})
-
-    def tool_block(self, call: FinishedCall) -> bytes:
-        opened = self.start({"type": "tool_use", "id": call.id, "name": call.name, "input": {}})
-        arguments = ENCODER.encode(tool_input(call)).decode()
-        delta = {"index": self.blocks - 1, "delta": {"type": "input_json_delta", "partial_json": arguments}}
-        return opened + frame("content_block_delta", delta) + frame("content_block_stop", {"index": self.blocks - 1})
+        held = b""
+        if self.open == "tool_use" and self.held:
+            wrapped = tool_input(FinishedCall(self.open_call, "", "", "".join(self.held)))
+            held = self.block_delta({"type": "input_json_delta", "partial_json": ENCODER.encode(wrapped).decode()})
+        self.open, self.held = None, None
+        return held + frame("content_block_stop", {"index": self.blocks - 1})
 
     def end(self, summary: Summary) -> list[bytes]:
         ending = self.ending
@@ -181,7 +227,7 @@ class Messages:
         assert answer.finish is not None
         content: list[dict[str, Any]] = []
         if answer.reasoning:
-            content.append({"type": "thinking", "thinking": "".join(answer.reasoning), "signature": ""})
+            content.append({"type": "thinking", "thinking": "".join(answer.reasoning), "signature": answer.signature})
         if answer.text:
             content.append({"type": "text", "text": "".join(answer.text)})
         for call in answer.tool_calls.finished():

@@ -12,7 +12,17 @@ from app.dialects.anthropic import MESSAGES, MessagesEncoder
 from app.dialects.anthropic.answer import error_type
 from app.dialects.base import Summary
 from app.errors import ApiError
-from providers.base import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from providers.base import (
+    Event,
+    Finish,
+    ReasoningDelta,
+    ReasoningSignature,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    UpstreamProtocolError,
+    Usage,
+)
 
 SUMMARY = Summary("msg_1", "m", "p", 1.0, 2.0)
 
@@ -61,15 +71,21 @@ def test_blocks_open_and_close_as_the_kind_of_content_changes() -> None:
     }
 
 
-def test_tool_calls_are_whole_blocks_in_order_after_the_text() -> None:
+def input_deltas(played: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    return [
+        data["delta"]["partial_json"] for _, data in played if data.get("delta", {}).get("type") == "input_json_delta"
+    ]
+
+
+def test_tool_calls_are_blocks_in_order_whose_input_streams_as_it_comes() -> None:
     played = play(
         [
             TextDelta("Checking."),
             ToolCallStart(0, "call_a", "weather"),
-            ToolCallStart(1, "call_b", "time"),
-            ToolCallDelta(1, "{}"),
+            ToolCallDelta(0, ""),
             ToolCallDelta(0, '{"city":'),
-            ToolCallDelta(0, '"Oslo"}'),
+            ToolCallDelta(0, ' "Oslo"}'),
+            ToolCallStart(1, "call_b", "time"),
             Finish("tool_calls"),
         ]
     )
@@ -78,22 +94,47 @@ def test_tool_calls_are_whole_blocks_in_order_after_the_text() -> None:
         {"type": "tool_use", "id": "call_a", "name": "weather", "input": {}},
         {"type": "tool_use", "id": "call_b", "name": "time", "input": {}},
     ]
-    inputs = [
-        data["delta"]["partial_json"]
-        for name, data in played
-        if data.get("delta", {}).get("type") == "input_json_delta"
+    assert input_deltas(played) == ['{"city":', ' "Oslo"}']  # as they came; the call without any has none
+    assert [(name, data.get("index")) for name, data in played[1:-2]] == [
+        ("content_block_start", 0),
+        ("content_block_delta", 0),
+        ("content_block_stop", 0),
+        ("content_block_start", 1),
+        ("content_block_delta", 1),
+        ("content_block_delta", 1),
+        ("content_block_stop", 1),
+        ("content_block_start", 2),
+        ("content_block_stop", 2),
     ]
-    assert [orjson.loads(text) for text in inputs] == [{"city": "Oslo"}, {}]
-    assert [data["index"] for name, data in played if name == "content_block_stop"] == [0, 1, 2]
     assert played[-2][1]["delta"]["stop_reason"] == "tool_use"
 
 
-def test_arguments_that_are_not_an_object_are_still_an_object() -> None:
-    played = play([ToolCallStart(0, "c", "f"), ToolCallDelta(0, "not json"), Finish("tool_calls")])
-    inputs = [
-        data["delta"]["partial_json"] for _, data in played if data.get("delta", {}).get("type") == "input_json_delta"
-    ]
-    assert orjson.loads(inputs[0]) == {"arguments": "not json"}
+@pytest.mark.parametrize(
+    ("fragments", "expected"),
+    [(["not ", "json"], {"arguments": "not json"}), (["[1,", " 2]"], {"value": [1, 2]}), (["  ", " "], None)],
+)
+def test_arguments_that_are_not_an_object_are_held_and_sent_as_one(fragments: list[str], expected: Any) -> None:
+    played = play([ToolCallStart(0, "c", "f"), *(ToolCallDelta(0, f) for f in fragments), Finish("tool_calls")])
+    assert [orjson.loads(text) for text in input_deltas(played)] == ([expected] if expected else [{}])
+
+
+def test_interleaved_parallel_calls_are_an_error_not_a_mix() -> None:
+    encoder = MessagesEncoder("msg_1", "m")
+    opened: list[Event] = [ToolCallStart(0, "a", "f"), ToolCallDelta(0, "{"), ToolCallStart(1, "b", "g")]
+    for event in opened:
+        encoder.encode(event)
+    with pytest.raises(UpstreamProtocolError, match="interleaved"):
+        encoder.encode(ToolCallDelta(0, "}"))
+
+
+def test_a_signature_closes_its_thinking_block() -> None:
+    played = play([ReasoningDelta("hm"), ReasoningSignature("sig=="), TextDelta("ok"), Finish("stop")])
+    assert played[3][1] == {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "signature_delta", "signature": "sig=="},
+    }
+    assert played[4][0] == "content_block_stop"
 
 
 def test_an_error_in_the_stream_is_anthropic_s_error_event() -> None:
