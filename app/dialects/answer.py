@@ -79,6 +79,24 @@ class Ending:
         return True
 
 
+class EndingView:
+    """The three things a stream encoder tells the exchange, read from its ``Ending``."""
+
+    ending: Ending
+
+    @property
+    def finished(self) -> bool:
+        return self.ending.finished
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.ending.usage
+
+    @property
+    def finish(self) -> FinishReason | None:
+        return self.ending.finish
+
+
 class AnswerBuilder:
     """Collects one answer's events; ``finish`` stays None until the provider said how it ended."""
 

@@ -7,13 +7,13 @@ framed by the client's own dialect, as on any other stream.
 
 from __future__ import annotations
 
-from app.dialects.answer import Ending
+from app.dialects.answer import Ending, EndingView
 from app.dialects.base import StreamEncoder, Summary
 from app.errors import ApiError
-from providers.base import Event, FinishReason, Usage, Verbatim
+from providers.base import Event, Verbatim
 
 
-class VerbatimEncoder:
+class VerbatimEncoder(EndingView):
     """``opened``: whether an opening event already reached the client (from an earlier attempt):
     the upstream's own is then left out, so the client sees one."""
 
@@ -21,18 +21,6 @@ class VerbatimEncoder:
         self.framing = framing  # the dialect's own encoder, for the error event
         self.opened = opened
         self.ending = Ending()
-
-    @property
-    def finished(self) -> bool:
-        return self.ending.finished
-
-    @property
-    def usage(self) -> Usage | None:
-        return self.ending.usage
-
-    @property
-    def finish(self) -> FinishReason | None:
-        return self.ending.finish
 
     def opening(self) -> bytes | None:
         return None  # the upstream's opening comes among its bytes

@@ -15,7 +15,7 @@ import msgspec
 import orjson
 from starlette.responses import Response
 
-from app.dialects.answer import AnswerBuilder, Ending, FinishedCall
+from app.dialects.answer import AnswerBuilder, Ending, EndingView, FinishedCall
 from app.dialects.base import Summary
 from app.errors import ApiError
 from providers.base import (
@@ -94,7 +94,7 @@ def tool_input(call: FinishedCall) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"value": value}
 
 
-class MessagesEncoder:
+class MessagesEncoder(EndingView):
     """One answer as Anthropic's event stream; ``finished`` turns true at the upstream's finish.
 
     One content block is open at a time, as Anthropic's clients expect: text, thinking (closed by its
@@ -111,18 +111,6 @@ class MessagesEncoder:
         self.held: list[str] | None = None  # its arguments so far, until they are seen to open an object
         self.delta_head = b""  # the open block's delta frame, up to its text
         self.ending = Ending()
-
-    @property
-    def finished(self) -> bool:
-        return self.ending.finished
-
-    @property
-    def usage(self) -> Usage | None:
-        return self.ending.usage
-
-    @property
-    def finish(self) -> FinishReason | None:
-        return self.ending.finish
 
     def opening(self) -> bytes:
         message: dict[str, Any] = {

@@ -6,7 +6,7 @@ result to the conversation and calls the model again; round two, the model answe
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -20,7 +20,6 @@ from app.main import create_app
 from providers.catalog import ProviderSpec
 from providers.mcp import McpServerSpec
 from providers.router import ModelConfig
-from tests.conftest import asgi_client
 from tests.mcp_server import ToolServer
 
 OPENAI = "https://openai.test/v1/chat/completions"
@@ -216,12 +215,6 @@ VENDORS: dict[str, tuple[str, str, str, Callable[[str, str], bytes], Callable[[s
 }
 
 
-@pytest.fixture(scope="module")
-def tool_server() -> Iterator[ToolServer]:
-    with ToolServer() as server:
-        yield server
-
-
 def config(tool_server: ToolServer, vendor: str = "openai", **extra: Any) -> GatewayConfig:
     provider, model, url, *_ = VENDORS[vendor]
     return GatewayConfig(
@@ -239,13 +232,6 @@ def config(tool_server: ToolServer, vendor: str = "openai", **extra: Any) -> Gat
     )
 
 
-@pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
-        router.route(host="127.0.0.1").pass_through()
-        yield router
-
-
 def answers(*bodies: bytes, content_type: str = "text/event-stream") -> Callable[[httpx.Request], httpx.Response]:
     """A respx side effect answering each request with the next body."""
     remaining = list(bodies)
@@ -256,23 +242,11 @@ def answers(*bodies: bytes, content_type: str = "text/event-stream") -> Callable
     return respond
 
 
-@pytest.fixture
-async def client_for(tool_server: ToolServer) -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
-    clients: list[httpx.AsyncClient] = []
-    apps = []
-
-    def make(gateway_config: GatewayConfig) -> httpx.AsyncClient:
-        app = create_app(gateway_config)
-        apps.append(app)
-        client = asgi_client(app)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.aclose()
-    for app in apps:
-        await app.state.conversations.close()
+def add_then_answer(mock: respx.MockRouter, vendor: str) -> respx.Route:
+    """The vendor's model calls ``add`` (2 + 40), then answers "The sum is 42."."""
+    _, _, url, call, text, content_type = VENDORS[vendor]
+    answer = answers(call("add", '{"a":2,"b":40}'), text("The sum is 42."), content_type=content_type)
+    return mock.post(url).mock(side_effect=answer)
 
 
 def native_events(body: str) -> list[tuple[str, dict[str, Any]]]:
@@ -287,10 +261,7 @@ def native_events(body: str) -> list[tuple[str, dict[str, Any]]]:
 async def test_the_model_uses_an_mcp_tool_in_every_dialect(
     vendor: str, tool_server: ToolServer, mock: respx.MockRouter, client_for: Callable[..., httpx.AsyncClient]
 ) -> None:
-    _, _, url, call, text, content_type = VENDORS[vendor]
-    route = mock.post(url).mock(
-        side_effect=answers(call("add", '{"a":2,"b":40}'), text("The sum is 42."), content_type=content_type)
-    )
+    route = add_then_answer(mock, vendor)
     client = client_for(config(tool_server, vendor))
     response = await client.post(
         "/api/v1/chat",

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 
 from app.dialects.anthropic import MESSAGES_REQUEST_DECODER, chat_request
+from app.dialects.anthropic import translate as translate_with_problem
 from app.errors import ApiError
 from providers.request import (
     AssistantMessage,
     ChatRequest,
+    FileData,
+    FilePart,
     ImagePart,
     McpTools,
     SystemMessage,
@@ -160,3 +164,54 @@ def test_what_cannot_be_passed_on_is_a_400_that_says_so(field: str, value: Any, 
     with pytest.raises(ApiError, match=says) as refused:
         translate(**{field: value})
     assert refused.value.status == 400
+
+
+def user_parts(*blocks: dict[str, Any]) -> Any:
+    (user,) = translate(messages=[{"role": "user", "content": list(blocks)}]).messages
+    assert isinstance(user, UserMessage)
+    return user.content
+
+
+def test_documents_become_text_or_files_for_any_model() -> None:
+    parts = user_parts(
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "The text."}, "title": "T"},
+        {"type": "document", "source": {"type": "content", "content": [{"type": "text", "text": "Block."}]}},
+        {
+            "type": "document",
+            "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"},
+            "title": "r",
+        },
+    )
+    assert parts == [
+        TextPart("T\n\nThe text."),
+        TextPart("Block."),
+        FilePart(FileData("data:application/pdf;base64,JVBE", filename="r")),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("block", "says"),
+    [
+        ({"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}, "a `document` from a URL"),
+        ({"type": "document", "source": {"type": "file", "file_id": "file_1"}}, "Files API"),
+        ({"type": "image", "source": {"type": "file", "file_id": "file_1"}}, "Files API"),
+        ({"type": "search_result", "source": "s", "title": "t", "content": []}, "'search_result'"),
+    ],
+)
+def test_what_only_anthropic_takes_is_noted_not_raised(block: dict[str, Any], says: str) -> None:
+    body = {
+        "model": "m",
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": [block, {"type": "text", "text": "x"}]}],
+    }
+    chat, problem = translate_with_problem(MESSAGES_REQUEST_DECODER.decode(orjson.dumps(body)))
+    assert problem is not None
+    assert says in problem.message
+    assert problem.status == 400
+    assert chat.messages == [UserMessage([TextPart("x")])]  # the rest of the turn, for the access line and counts
+
+
+def test_a_body_that_is_wrong_beside_an_unknown_block_is_still_refused() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": [{"type": "future"}]}]}  # no max_tokens
+    with pytest.raises(msgspec.ValidationError, match="max_tokens"):
+        MESSAGES_REQUEST_DECODER.decode(orjson.dumps(body))
