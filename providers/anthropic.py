@@ -248,6 +248,7 @@ class WireDelta(Struct):
     partial_json: str | None = None
     signature: str | None = None
     stop_reason: str | None = None
+    stop_sequence: str | None = None
 
 
 class WireUsage(Struct):
@@ -283,6 +284,13 @@ STOP_REASONS: dict[str | None, FinishReason] = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
+
+
+def finish(stop_reason: str | None, stop_sequence: str | None) -> Finish:
+    stopped_by = stop_sequence if stop_reason == "stop_sequence" else None
+    return Finish(STOP_REASONS.get(stop_reason, "stop"), stopped_by)
+
+
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
 
@@ -301,6 +309,7 @@ class AnthropicStream:
         self.with_arguments: set[int] = set()
         self.counts: dict[str, int] = {}
         self.stop_reason: str | None = None
+        self.stop_sequence: str | None = None
         self.done = False
 
     def feed(self, chunk: bytes) -> list[Event]:
@@ -335,9 +344,10 @@ class AnthropicStream:
             case "message_delta":
                 self.count(event.usage)
                 self.stop_reason = (event.delta.stop_reason if event.delta else None) or self.stop_reason
+                self.stop_sequence = (event.delta.stop_sequence if event.delta else None) or self.stop_sequence
             case "message_stop":
                 self.done = True
-                events += [self.usage(), Finish(STOP_REASONS.get(self.stop_reason, "stop"))]
+                events += [self.usage(), finish(self.stop_reason, self.stop_sequence)]
             case "error":
                 error = event.error or WireError()
                 raise in_band_error(self.provider, error.message, error.type)
@@ -390,6 +400,7 @@ class WireContent(Struct):
 class WireAnswer(Struct):
     content: list[WireContent] = []
     stop_reason: str | None = None
+    stop_sequence: str | None = None
     usage: WireUsage | None = None
 
 
@@ -425,8 +436,7 @@ class AnthropicAnswer(AnthropicStream):
             if block.signature:
                 events.append(ReasoningSignature(block.signature))
         self.count(answer.usage)
-        finish = Finish(STOP_REASONS.get(answer.stop_reason, "stop"))
-        return [*events, self.usage(), finish, Verbatim(bytes(self.body))]
+        return [*events, self.usage(), finish(answer.stop_reason, answer.stop_sequence), Verbatim(bytes(self.body))]
 
 
 # What Anthropic's count_tokens takes of a Messages request; the rest (max_tokens, stream...) it refuses.

@@ -59,6 +59,7 @@ class Usage(msgspec.Struct, frozen=True):
 
 class Finish(msgspec.Struct, frozen=True):
     reason: FinishReason
+    stop_sequence: str | None = None  # which of the request's stop sequences ended it, when the vendor says
 
 
 class ToolRun(msgspec.Struct, frozen=True):

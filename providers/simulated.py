@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Iterable, Iterator
 from itertools import cycle, islice
 
 import msgspec
@@ -52,7 +52,10 @@ class SimulatedProvider:
 
     async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncGenerator[Event, None]:
         base, options = parse_model(deployment.model)
-        words = echo_words(request) if base == "echo" else synthetic_words(options.tokens)
+        words: Iterable[str] = synthetic_words(options.tokens)
+        met = None
+        if base == "echo":
+            words, met = until_stop(echo_words(request), request.stop)
         limit = request.token_limit
         yield Start()
         if options.ttft_ms:
@@ -68,7 +71,7 @@ class SimulatedProvider:
             yield TextDelta(word)
             sent += 1
         yield usage_for(request, sent)
-        yield Finish("stop")
+        yield Finish("stop", met)
 
     async def aclose(self) -> None:
         return None
@@ -113,6 +116,17 @@ def echo_words(request: ChatRequest) -> list[str]:
         if isinstance(message, UserMessage):
             return WORD.findall(message_text(message.content))
     return []
+
+
+def until_stop(words: list[str], stop: str | list[str] | None) -> tuple[list[str], str | None]:
+    """The echo cut before the first stop sequence in it, as a model stops there, and the sequence met."""
+    sequences = [stop] if isinstance(stop, str) else stop or []
+    text = "".join(words)
+    found = [(text.find(s), s) for s in sequences if s and s in text]
+    if not found:
+        return words, None
+    at, sequence = min(found)
+    return WORD.findall(text[:at]), sequence
 
 
 def synthetic_words(count: int) -> Iterator[str]:

@@ -340,3 +340,16 @@ async def test_a_key_over_its_limit_is_the_sdk_s_rate_limit_error() -> None:
     assert int(info.value.response.headers["retry-after"]) >= 1
     assert isinstance(info.value.body, dict)
     assert info.value.body["error"]["type"] == "rate_limit_error"
+
+
+async def test_a_stop_sequence_and_max_tokens_end_the_answer_as_anthropic_says(sdk: anthropic.AsyncAnthropic) -> None:
+    asked: Any = [{"role": "user", "content": "one two END three"}]
+    whole = await sdk.messages.create(model="echo", max_tokens=100, stop_sequences=["END"], messages=asked)
+    assert (whole.stop_reason, whole.stop_sequence) == ("stop_sequence", "END")
+    assert whole.content[0].type == "text"
+    assert whole.content[0].text == "one two"
+    async with sdk.messages.stream(model="echo", max_tokens=100, stop_sequences=["END"], messages=asked) as stream:
+        streamed_message = await stream.get_final_message()
+    assert (streamed_message.stop_reason, streamed_message.stop_sequence) == ("stop_sequence", "END")
+    cut = await sdk.messages.create(model="echo", max_tokens=2, messages=asked)
+    assert (cut.stop_reason, cut.stop_sequence) == ("max_tokens", None)

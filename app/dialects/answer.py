@@ -58,6 +58,7 @@ class Ending:
         self.calls = ToolCallParts()
         self.usage: Usage | None = None
         self.finish: FinishReason | None = None
+        self.stop_sequence: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -72,8 +73,8 @@ class Ending:
                 self.calls.extend(event)
             case Usage():
                 self.usage = event
-            case Finish(reason=reason):
-                self.finish = reason
+            case Finish(reason=reason, stop_sequence=stop_sequence):
+                self.finish, self.stop_sequence = reason, stop_sequence
             case _:
                 return False
         return True
@@ -107,6 +108,7 @@ class AnswerBuilder:
         self.tool_calls = ToolCallParts()
         self.usage = Usage()
         self.finish: FinishReason | None = None
+        self.stop_sequence: str | None = None
         # The tool rounds the gateway ran (MCP): each call with its round and where the text stood then.
         self.tool_runs: list[tuple[int, int, ToolRun]] = []
         self.tool_results: dict[str, ToolResult] = {}
@@ -126,8 +128,8 @@ class AnswerBuilder:
                 self.tool_calls.extend(event)
             case Usage():
                 self.usage = event
-            case Finish(reason=reason):
-                self.finish = reason
+            case Finish(reason=reason, stop_sequence=stop_sequence):
+                self.finish, self.stop_sequence = reason, stop_sequence
             case Start():
                 pass
             case ToolRun():

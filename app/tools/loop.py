@@ -25,7 +25,6 @@ from app.tools.registry import McpRegistry, OfferedTool
 from providers.base import (
     Event,
     Finish,
-    FinishReason,
     ReasoningDelta,
     ReasoningSignature,
     Start,
@@ -50,7 +49,7 @@ class Round:
         self.text: list[str] = []
         self.calls = ToolCallParts()
         self.usage = Usage()
-        self.finish: FinishReason = "stop"
+        self.finish = Finish("stop")
 
 
 class ToolLoop:
@@ -96,7 +95,7 @@ class ToolLoop:
                     yield ToolCallStart(index, call.id, call.name)
                     yield ToolCallDelta(index, call.arguments)
                 yield usage
-                yield Finish("tool_calls" if theirs else round_.finish)
+                yield Finish("tool_calls") if theirs else round_.finish
                 return
             messages += exchanged(round_, ours, [result.content for result in results])
         raise ToolLoopLimitError(
@@ -118,8 +117,8 @@ class ToolLoop:
                 round_.calls.extend(event)
             case Usage():
                 round_.usage = event
-            case Finish(reason=reason):
-                round_.finish = reason
+            case Finish():
+                round_.finish = event
             case Start() if first:
                 return event
         return None

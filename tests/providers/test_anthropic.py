@@ -213,3 +213,10 @@ async def test_http_errors(provider: AnthropicProvider, status: int, body: bytes
     assert type(info.value) is kind
     if status in (529, 429):
         assert info.value.retry_after == 3
+
+
+def test_the_stop_sequence_met_is_kept() -> None:
+    events = fixture("anthropic_tool.sse").replace(
+        b'"stop_reason":"tool_use","stop_sequence":null', b'"stop_reason":"stop_sequence","stop_sequence":"###"'
+    )
+    assert run(mapper, [events])[-1] == Finish("stop", "###")

@@ -71,6 +71,13 @@ def usage_out(usage: Usage | None) -> dict[str, int]:
     }
 
 
+def stop(finish: FinishReason, stop_sequence: str | None) -> dict[str, str | None]:
+    """``stop_reason`` and ``stop_sequence``: a stop sequence when the upstream named the one it met."""
+    if finish == "stop" and stop_sequence is not None:
+        return {"stop_reason": "stop_sequence", "stop_sequence": stop_sequence}
+    return {"stop_reason": STOP_REASONS[finish], "stop_sequence": None}
+
+
 def error_type(status: int) -> str:
     if status in ERROR_TYPES:
         return ERROR_TYPES[status]
@@ -195,7 +202,7 @@ class MessagesEncoder(EndingView):
     def end(self, summary: Summary) -> list[bytes]:
         ending = self.ending
         assert ending.finish is not None
-        delta = {"stop_reason": STOP_REASONS[ending.finish], "stop_sequence": None}
+        delta = stop(ending.finish, ending.stop_sequence)
         return [frame("message_delta", {"delta": delta, "usage": usage_out(ending.usage)}), frame("message_stop", {})]
 
     def error(self, error: ApiError, request_id: str) -> bytes:
@@ -226,8 +233,7 @@ class Messages:
             "role": "assistant",
             "model": summary.model,
             "content": content,
-            "stop_reason": STOP_REASONS[answer.finish],
-            "stop_sequence": None,
+            **stop(answer.finish, answer.stop_sequence),
             "usage": usage_out(answer.usage),
         }
         return ENCODER.encode(message)

@@ -190,3 +190,13 @@ def test_the_whole_message_has_its_blocks_stop_reason_and_usage() -> None:
     ]
     assert (message["id"], message["type"], message["stop_reason"]) == ("msg_1", "message", "max_tokens")
     assert message["usage"]["input_tokens"] == 5
+
+
+def test_a_stop_sequence_is_named_in_message_delta_and_the_message() -> None:
+    played = play([TextDelta("a"), Finish("stop", "###")])
+    assert played[-2][1]["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "###"}
+    answer = AnswerBuilder()
+    answer.add(TextDelta("a"))
+    answer.add(Finish("stop", "###"))
+    message = orjson.loads(MESSAGES.whole(answer, SUMMARY))
+    assert (message["stop_reason"], message["stop_sequence"]) == ("stop_sequence", "###")
