@@ -26,7 +26,6 @@ class Decodes(Protocol[T_co]):
 
 LOCATION = re.compile(r" - at `\$\.?(.*)`$")
 MISSING_FIELD = re.compile(r"^Object missing required field `(.+)`")
-JSON_WHITESPACE = b" \t\r\n"
 UTF8_BOM = b"\xef\xbb\xbf"  # RFC 8259 lets a parser ignore it; some Windows clients send one
 SCHEMA_HINT = "GET /openapi.yaml has the schema."
 
@@ -47,7 +46,7 @@ async def read_json_bytes(request: Request, max_bytes: int) -> bytes:
 async def read_optional_json(request: Request, decoder: Decodes[T], max_bytes: int) -> T | None:
     """A body that may be left out: None when it is empty, else as ``read_json``."""
     body = (await read_body(request, max_bytes)).removeprefix(UTF8_BOM)
-    if not body.strip(JSON_WHITESPACE):  # bytes.strip() would also take \x0b and \x0c, which JSON does not allow
+    if not body:  # left out; whitespace alone is a body, and not JSON
         return None
     check_media_type(request.headers.get("content-type"))
     return decode_json(body, decoder)

@@ -121,8 +121,17 @@ class Translation:
         if isinstance(content, str):
             return [UserMessage(content)]
         results: list[Message] = [self.tool_message(b) for b in content if isinstance(b, ToolResultBlock)]
-        parts = [part for block in content for part in self.user_parts(block)]
+        parts = [part for block in content for part in self.result_attachments(block)]
+        parts += [part for block in content for part in self.user_parts(block)]
         return [*results, UserMessage(parts)] if parts or not results else results
+
+    def result_attachments(self, block: Block) -> list[UserPart]:
+        """A tool result's images and documents, which a tool message cannot hold: they follow the
+        results in the user turn, named by the call they answer."""
+        if not isinstance(block, ToolResultBlock) or isinstance(block.content, str):
+            return []
+        attached = [p for part in block.content if not isinstance(part, TextBlock) for p in self.user_parts(part)]
+        return [TextPart(f"(Attached to the result of tool call {block.tool_use_id}:)"), *attached] if attached else []
 
     def user_parts(self, block: Block) -> list[UserPart]:
         match block:
@@ -169,8 +178,6 @@ class Translation:
         if isinstance(block.content, str):
             text = block.content
         else:
-            if any(not isinstance(part, TextBlock) for part in block.content):
-                self.cannot("an image or a document inside a `tool_result`", "Send it in a user block beside it")
             text = "".join(part.text for part in block.content if isinstance(part, TextBlock))
         return ToolMessage(f"Error: {text}" if block.is_error else text, block.tool_use_id)
 

@@ -17,6 +17,7 @@ from providers.request import (
     FileData,
     FilePart,
     ImagePart,
+    ImageUrl,
     McpTools,
     SystemMessage,
     TextPart,
@@ -133,22 +134,6 @@ def test_thinking_becomes_a_reasoning_effort(
     ("field", "value", "says"),
     [
         ("messages", [{"role": "user", "content": [{"type": "document", "source": {}}]}], "document"),
-        (
-            "messages",
-            [
-                {
-                    "role": "user",
-                    "content": [
-                        {
-                            "type": "tool_result",
-                            "tool_use_id": "t",
-                            "content": [{"type": "image", "source": {"type": "url", "url": "https://x"}}],
-                        }
-                    ],
-                }
-            ],
-            "image or a document inside a `tool_result`",
-        ),
         ("messages", [{"role": "user", "content": [{"type": "tool_use", "id": "t", "name": "n"}]}], "user turn"),
         (
             "messages",
@@ -215,3 +200,17 @@ def test_a_body_that_is_wrong_beside_an_unknown_block_is_still_refused() -> None
     body = {"model": "m", "messages": [{"role": "user", "content": [{"type": "future"}]}]}  # no max_tokens
     with pytest.raises(msgspec.ValidationError, match="max_tokens"):
         MESSAGES_REQUEST_DECODER.decode(orjson.dumps(body))
+
+
+def test_a_tool_result_s_images_follow_the_results_in_the_user_turn() -> None:
+    image = {"type": "image", "source": {"type": "url", "url": "https://x/shot.png"}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "done"}, image]}
+    messages = translate(messages=[{"role": "user", "content": [result, {"type": "text", "text": "and?"}]}]).messages
+    assert messages[0] == ToolMessage("done", "toolu_1")
+    assert messages[1] == UserMessage(
+        [
+            TextPart("(Attached to the result of tool call toolu_1:)"),
+            ImagePart(ImageUrl("https://x/shot.png")),
+            TextPart("and?"),
+        ]
+    )
