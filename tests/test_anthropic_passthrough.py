@@ -287,3 +287,17 @@ async def test_thinking_and_its_signature_reach_the_sdk(http: httpx2.AsyncClient
     thinking = message.content[0]
     assert isinstance(thinking, anthropic.types.ThinkingBlock)
     assert (thinking.thinking, thinking.signature) == ("The user wants", "Eu8BCkYICxgCKkBR==")
+
+
+async def test_a_client_that_leaves_a_whole_answer_closes_the_upstream(live: LiveServer, vendor: FakeVendor) -> None:
+    slow = scenario("ok", tokens=1000, delay_ms=20)
+    body = {"model": f"anthropic/{slow}", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    async with httpx.AsyncClient(base_url=live.url) as client:
+        request = asyncio.ensure_future(client.post("/v1/messages", json=body))
+        while not vendor.requests[slow]:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the upstream is answering; the client gives up waiting
+        request.cancel()
+        left = time.monotonic()
+    closed = await asyncio.to_thread(vendor.closed_at, slow)
+    assert closed - left < CLOSE_WITHIN
