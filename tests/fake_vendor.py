@@ -216,6 +216,12 @@ class FakeVendor:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 
+    def wait_for_request(self, model: str, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.requests[model] and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert self.requests[model], f"the vendor never got a request for {model}"
+
     def closed_at(self, model: str, timeout: float = 5.0) -> float:
         """When the connection that served ``model`` closed, waiting for it up to ``timeout``."""
         deadline = time.monotonic() + timeout

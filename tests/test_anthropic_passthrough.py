@@ -294,8 +294,7 @@ async def test_a_client_that_leaves_a_whole_answer_closes_the_upstream(live: Liv
     body = {"model": f"anthropic/{slow}", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
     async with httpx.AsyncClient(base_url=live.url) as client:
         request = asyncio.ensure_future(client.post("/v1/messages", json=body))
-        while not vendor.requests[slow]:
-            await asyncio.sleep(0.01)
+        await asyncio.to_thread(vendor.wait_for_request, slow)
         await asyncio.sleep(0.2)  # the upstream is answering; the client gives up waiting
         request.cancel()
         left = time.monotonic()
