@@ -232,22 +232,25 @@ def live(vendor: FakeVendor) -> Iterator[LiveServer]:
 
 
 async def test_a_live_relay_arrives_event_by_event(live: LiveServer, vendor: FakeVendor) -> None:
-    model = scenario("ok", tokens=4, delay_ms=60)
-    async with anthropic.AsyncAnthropic(base_url=live.url, api_key="unused", max_retries=0) as client:
-        arrivals = []
-        async with client.messages.stream(
-            model=f"anthropic/{model}",
-            max_tokens=10,
-            messages=[{"role": "user", "content": "hi"}],
-            extra_headers={"anthropic-beta": "fake-beta-1"},
-        ) as stream:
-            async for _ in stream.text_stream:
-                arrivals.append(time.monotonic())
-            message = await stream.get_final_message()
+    model = scenario("ok", tokens=4, delay_ms=100)
+    body = {
+        "model": f"anthropic/{model}",
+        "max_tokens": 10,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    arrivals, received = [], b""
+    async with httpx.AsyncClient(base_url=live.url) as client:
+        headers = {"anthropic-beta": "fake-beta-1", "anthropic-version": "2023-06-01"}
+        async with client.stream("POST", "/v1/messages", json=body, headers=headers) as response:
+            async for chunk in response.aiter_raw():
+                arrivals += [time.monotonic()] * chunk.count(b'"text_delta"')
+                received += chunk
     assert len(arrivals) == 4
-    assert arrivals[-1] - arrivals[0] > 0.1  # relayed as they came, not gathered
-    assert message.id == "msg_fake"  # the upstream's own message
-    assert message.usage.cache_read_input_tokens == 7
+    assert arrivals[-1] - arrivals[0] > 0.2  # 300 ms apart upstream: relayed as they came, not gathered
+    assert b'"id":"msg_fake"' in received  # the upstream's own message
+    assert b'"cache_read_input_tokens":7' in received
+    assert received.endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
     assert b"anthropic-beta: fake-beta-1" in vendor.heads[model][0]
 
 
