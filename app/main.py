@@ -18,6 +18,7 @@ from app.chat.intake import Intake
 from app.chat.messages import count_message_tokens, create_message, errors_for
 from app.chat.native import create_native_chat
 from app.chat.outlets import SERVER_SEND_KEY
+from app.chat.responses import create_response
 from app.chat.websocket import chat_websocket
 from app.config import ConfigError, ConversationSettings, GatewayConfig, check_providers, load_config
 from app.conversations.api import create_conversation, delete_conversation, get_conversation, list_conversations
@@ -49,6 +50,7 @@ HANDLERS: dict[str, Handler] = {
     "createChatCompletion": create_chat_completion,
     "createNativeChat": create_native_chat,
     "createMessage": create_message,
+    "createResponse": create_response,
     "countMessageTokens": count_message_tokens,
     "chatWebSocket": chat_websocket,
     "createConversation": create_conversation,
