@@ -22,12 +22,15 @@ from providers.base import (
     Finish,
     FinishReason,
     InvalidRequestError,
+    Original,
     ReasoningDelta,
     StreamTruncatedError,
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
+    UpstreamProtocolError,
     Usage,
+    Verbatim,
 )
 from providers.openai import OpenAIProvider
 from providers.request import (
@@ -216,10 +219,16 @@ class IncompleteDetails(Struct):
     reason: str | None = None
 
 
+class OutputKind(Struct):
+    type: str = ""
+
+
 class Response(Struct):
     usage: WireUsage | None = None
     error: ErrorInfo | None = None
     incomplete_details: IncompleteDetails | None = None
+    status: str | None = None
+    output: list[OutputKind] = []
 
 
 class WireEvent(Struct):
@@ -239,11 +248,16 @@ INCOMPLETE_REASONS: dict[str | None, FinishReason] = {"max_output_tokens": "leng
 
 
 class ResponsesStream:
-    """Reads a Responses API event stream into canonical events; the terminal event ends it."""
+    """Reads a Responses API event stream into canonical events; the terminal event ends it.
 
-    def __init__(self, provider: str):
+    With ``relay`` (a Responses client), each event's canonical events are followed by its bytes as
+    they came; ``error`` and ``response.failed`` are raised as before, never relayed.
+    """
+
+    def __init__(self, provider: str, relay: bool = False):
         self.provider = provider
-        self.sse = SSEDecoder()
+        self.relay = relay
+        self.sse = SSEDecoder(keep_raw=relay)
         self.tool_index: dict[str, int] = {}
         self.with_arguments: set[str] = set()
         self.done = False
@@ -270,6 +284,8 @@ class ResponsesStream:
             handler = self.handlers.get(event.type)
             if handler is not None:
                 events += handler(event)
+            if self.relay:
+                events.append(Verbatim(sse.raw, opening=event.type in OPENINGS))
         return events
 
     def end(self) -> list[Event]:
@@ -335,6 +351,39 @@ class ResponsesStream:
         return [*([usage_of(usage)] if usage else []), Finish(reason)]
 
 
+OPENINGS = frozenset({"response.created", "response.in_progress"})
+RESPONSE_DECODER = msgspec.json.Decoder(Response)
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+
+class ResponsesAnswer:
+    """Reads a whole (not streamed) response object, for a Responses client that asked for one: its
+    usage and how it ended once it is complete, then its bytes as they came."""
+
+    def __init__(self, provider: str):
+        self.provider = provider
+        self.body = bytearray()
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self.body += chunk
+        if len(self.body) > MAX_RESPONSE_BYTES:
+            raise UpstreamProtocolError(f"{self.provider} sent a response larger than {MAX_RESPONSE_BYTES} bytes.")
+        return []
+
+    def end(self) -> list[Event]:
+        response = decode_json(RESPONSE_DECODER, bytes(self.body), self.provider)
+        if response.status == "failed":
+            error = response.error or ErrorInfo()
+            raise in_band_error(self.provider, error.message or "the response failed", error.code or error.type)
+        if response.status == "incomplete":
+            details = response.incomplete_details
+            reason = INCOMPLETE_REASONS.get(details.reason if details else None, "length")
+        else:
+            reason = "tool_calls" if any(item.type.endswith("call") for item in response.output) else "stop"
+        usage = [usage_of(response.usage)] if response.usage else []
+        return [*usage, Finish(reason), Verbatim(bytes(self.body))]
+
+
 def usage_of(usage: WireUsage) -> Usage:
     cached = usage.input_tokens_details.cached_tokens if usage.input_tokens_details else None
     reasoning = usage.output_tokens_details.reasoning_tokens if usage.output_tokens_details else None
@@ -344,7 +393,19 @@ def usage_of(usage: WireUsage) -> Usage:
 class OpenAIResponsesProvider(OpenAIProvider):
     """OpenAI's Responses API, for deployments with ``api: responses``, on the same client and key."""
 
-    dialect = None  # a Chat Completions client's fields mean nothing to the Responses API
+    dialect = "openai_responses"
+
+    def same_dialect(
+        self, request: ChatRequest, deployment: Deployment, original: Original
+    ) -> tuple[httpx.Request, StreamMapper]:
+        """The client's body with only the model rewritten; the answer comes back as it is sent."""
+        body = {**original.fields, "model": msgspec.Raw(JSON_ENCODER.encode(deployment.model))}
+        http_request = self.post(f"{self.base_url}/responses", JSON_ENCODER.encode(body))
+        http_request.headers.update(original.headers)
+        if request.stream:
+            return http_request, ResponsesStream(self.name, relay=True)
+        http_request.headers["accept"] = "application/json"
+        return http_request, ResponsesAnswer(self.name)
 
     def build_request(self, request: ChatRequest, deployment: Deployment) -> httpx.Request:
         return self.post(f"{self.base_url}/responses", JSON_ENCODER.encode(responses_body(request, deployment.model)))

@@ -214,8 +214,6 @@ async def test_upstream_errors_raise_the_sdk_s_own_exceptions(
 
 
 async def test_client_mistakes_are_400s_that_say_why(sdk: openai.AsyncOpenAI) -> None:
-    with pytest.raises(openai.BadRequestError, match="previous_response_id"):
-        await sdk.responses.create(model="echo", input="hi", previous_response_id="resp_1")
     with pytest.raises(openai.BadRequestError, match="item_reference"):
         await sdk.responses.create(model="echo", input=[{"type": "item_reference", "id": "x"}])
     with pytest.raises(openai.NotFoundError):
@@ -275,3 +273,46 @@ async def test_a_client_that_leaves_mid_stream_closes_the_upstream(live: LiveSer
         left = time.monotonic()
     closed = await asyncio.to_thread(vendor.closed_at, slow)
     assert closed - left < CLOSE_WITHIN
+
+
+@pytest.mark.parametrize("size", [1, 7, 64])
+@respx.mock
+async def test_a_responses_deployment_gets_the_body_as_it_came_and_its_events_come_back_byte_for_byte(
+    size: int,
+) -> None:
+    events = fixture("responses_tool_full.sse")
+    route = respx.post(f"{OPENAI}/responses").mock(side_effect=streamed(events, size))
+    sent = {
+        "model": "codex",
+        "input": [{"type": "item_reference", "id": "msg_1"}, {"role": "user", "content": "go on"}],
+        "previous_response_id": "resp_earlier",
+        "include": ["reasoning.encrypted_content"],
+        "tools": [{"type": "web_search"}],
+        "stream": True,
+        "future_field": {"x": [1, 2]},
+    }
+    async with sdk_http(create_app(CONFIG)) as http:
+        response = await http.post(
+            "/v1/responses",
+            content=orjson.dumps(sent),
+            headers={"content-type": "application/json", "openai-beta": "b1"},
+        )
+    assert response.status_code == 200
+    assert response.content == events
+    upstream = route.calls[0].request
+    assert upstream.content == orjson.dumps(sent | {"model": "gpt-5-codex"})
+    assert upstream.headers["openai-beta"] == "b1"
+
+
+@respx.mock
+async def test_a_whole_response_from_a_responses_deployment_is_its_own_body() -> None:
+    answer = fixture("responses_tool.json")
+    respx.post(f"{OPENAI}/responses").mock(side_effect=streamed(answer, 9, "application/json"))
+    async with sdk_http(create_app(CONFIG)) as http:
+        response = await http.post("/v1/responses", json={"model": "codex", "input": "hi", "previous_response_id": "r"})
+    assert response.content == answer
+
+
+async def test_previous_response_id_is_a_400_for_other_models(sdk: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="api: responses"):
+        await sdk.responses.create(model="echo", input="hi", previous_response_id="resp_1")

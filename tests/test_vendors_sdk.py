@@ -70,8 +70,8 @@ SCENARIOS: dict[str, tuple[str, str, str, str | None, Expected]] = {
     "openai-responses": (
         "codex",
         f"{OPENAI}/responses",
-        "responses_tool.sse",
-        None,
+        "responses_tool_full.sse",
+        "responses_tool.json",
         Expected(
             reasoning="**Calculating**",
             tools=[("calculator", {"a": 12, "b": 7, "op": "add"}), ("clock", {})],
@@ -138,7 +138,7 @@ def mock_upstream(url: str, stream_fixture: str, whole_fixture: str | None) -> N
     if whole_fixture is None:
         respx.post(url).mock(side_effect=streamed(fixture(stream_fixture), size=7))
         return
-    if url.endswith("/v1/messages"):  # Anthropic streams or not as the body asks, on one URL
+    if url.endswith(("/v1/messages", "/responses")):  # Anthropic and Responses stream or not as asked, on one URL
         stream, whole = streamed(fixture(stream_fixture), 7), streamed(fixture(whole_fixture), 9, "application/json")
         respx.post(url).mock(
             side_effect=lambda r: stream(r) if msgspec.json.decode(r.content).get("stream") else whole(r)

@@ -52,6 +52,26 @@ class StreamEncoder(Protocol):
         """The frame that ends a stream that failed, so no client takes it for a clean ending."""
 
 
+class Translation:
+    """A request's translation into the canonical one, and the first thing it could not carry: left
+    out and noted, as the 400 that says so for any upstream that does not speak the client's API."""
+
+    only = ""  # who takes what cannot be translated: "Anthropic's Messages API"
+    instead = ""  # the model to use for it: "a model served by Anthropic"
+
+    def __init__(self) -> None:
+        self.problem: ApiError | None = None
+
+    def cannot(self, what: str, instead: str) -> None:
+        if self.problem is None:
+            self.problem = ApiError(
+                400,
+                f"This gateway cannot pass {what} on to this model's provider; only {self.only} takes it. "
+                f"{instead}, or use {self.instead}.",
+                code="unsupported_content",
+            )
+
+
 KEEPALIVE = b": keep-alive\n\n"  # an SSE comment: every SSE client skips it
 
 

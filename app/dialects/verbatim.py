@@ -19,6 +19,7 @@ class VerbatimEncoder(EndingView):
 
     def __init__(self, framing: StreamEncoder, opened: bool):
         self.framing = framing  # the dialect's own encoder, for the error event
+        self.skip_openings = opened  # fixed for the attempt: an opening may be several events (Responses)
         self.opened = opened
         self.ending = Ending()
 
@@ -28,7 +29,7 @@ class VerbatimEncoder(EndingView):
     def encode(self, event: Event) -> bytes | None:
         if type(event) is Verbatim:
             if event.opening:
-                if self.opened:
+                if self.skip_openings:
                     return None
                 self.opened = True
             return event.data

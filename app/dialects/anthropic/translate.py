@@ -35,6 +35,7 @@ from app.dialects.anthropic.request import (
     ToolUseBlock,
     UrlSource,
 )
+from app.dialects.base import Translation as BaseTranslation
 from app.errors import ApiError
 from providers.request import (
     JSON_ENCODER,
@@ -65,24 +66,15 @@ Effort = Literal["low", "medium", "high"]
 EFFORTS: tuple[tuple[int, Effort], ...] = ((1024, "low"), (8192, "medium"))
 
 
-class Translation:
+class Translation(BaseTranslation):
     """One request's translation into the canonical request, and the first thing it could not carry.
 
     What cannot be carried is left out and noted: an upstream that speaks Messages gets the request as
     it came, and any other upstream gets a 400 that says what and why (``problem``).
     """
 
-    def __init__(self) -> None:
-        self.problem: ApiError | None = None
-
-    def cannot(self, what: str, instead: str) -> None:
-        if self.problem is None:
-            self.problem = ApiError(
-                400,
-                f"This gateway cannot pass {what} on to this model's provider; only Anthropic's Messages API takes "
-                f"it. {instead}, or use a model served by Anthropic.",
-                code="unsupported_content",
-            )
+    only = "Anthropic's Messages API"
+    instead = "a model served by Anthropic"
 
     def request(self, request: MessagesRequest) -> ChatRequest:
         choice, parallel = tool_choice(request.tool_choice)

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from app.dialects.base import Translation as BaseTranslation
 from app.errors import ApiError
 from providers.request import (
     JSON_ENCODER,
@@ -103,20 +104,11 @@ class ResponsesRequest(Struct, kw_only=True):
 RESPONSES_REQUEST_DECODER = msgspec.json.Decoder(ResponsesRequest, dec_hook=whole_number)
 
 
-class Translation:
+class Translation(BaseTranslation):
     """One request's translation, and the first thing the canonical request could not carry."""
 
-    def __init__(self) -> None:
-        self.problem: ApiError | None = None
-
-    def cannot(self, what: str, instead: str) -> None:
-        if self.problem is None:
-            self.problem = ApiError(
-                400,
-                f"This gateway cannot pass {what} on to this model's provider; only OpenAI's Responses API takes "
-                f"it. {instead}, or use a model served by OpenAI with `api: responses`.",
-                code="unsupported_content",
-            )
+    only = "OpenAI's Responses API"
+    instead = "a model served by OpenAI with `api: responses`"
 
     def request(self, request: ResponsesRequest) -> ChatRequest:
         tools = self.tools(request.tools or [])
