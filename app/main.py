@@ -19,6 +19,7 @@ from app.chat.messages import count_message_tokens, create_message, errors_for
 from app.chat.native import create_native_chat
 from app.chat.outlets import SERVER_SEND_KEY
 from app.chat.responses import create_response
+from app.chat.text_completions import create_completion
 from app.chat.websocket import chat_websocket
 from app.config import ConfigError, ConversationSettings, GatewayConfig, check_providers, load_config
 from app.conversations.api import create_conversation, delete_conversation, get_conversation, list_conversations
@@ -51,6 +52,7 @@ HANDLERS: dict[str, Handler] = {
     "createNativeChat": create_native_chat,
     "createMessage": create_message,
     "createResponse": create_response,
+    "createCompletion": create_completion,
     "countMessageTokens": count_message_tokens,
     "chatWebSocket": chat_websocket,
     "createConversation": create_conversation,
