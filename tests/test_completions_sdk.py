@@ -72,3 +72,10 @@ async def test_what_a_chat_model_cannot_do_is_a_400_that_says_so(
     body = {"prompt": "hi", **options}
     with pytest.raises(openai.BadRequestError, match=says):
         await sdk.completions.create(model="echo", **body)  # type: ignore[call-overload]
+
+
+async def test_the_openai_sdk_reads_one_model(sdk: openai.AsyncOpenAI) -> None:
+    model = await sdk.models.retrieve("echo")
+    assert (model.id, model.object) == ("echo", "model")
+    with pytest.raises(openai.NotFoundError):
+        await sdk.models.retrieve("no-such-model")
