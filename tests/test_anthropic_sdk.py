@@ -353,3 +353,24 @@ async def test_a_stop_sequence_and_max_tokens_end_the_answer_as_anthropic_says(s
     assert (streamed_message.stop_reason, streamed_message.stop_sequence) == ("stop_sequence", "END")
     cut = await sdk.messages.create(model="echo", max_tokens=2, messages=asked)
     assert (cut.stop_reason, cut.stop_sequence) == ("max_tokens", None)
+
+
+@respx.mock
+async def test_images_reach_an_openai_upstream_as_image_parts(sdk: anthropic.AsyncAnthropic) -> None:
+    route = respx.post(f"{OPENAI}/chat/completions").mock(side_effect=streamed(fixture("openai_text.sse"), 7))
+    content: Any = [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+        {"type": "image", "source": {"type": "url", "url": "https://example.test/cat.jpg"}},
+        {"type": "text", "text": "What is in these?"},
+    ]
+    async with sdk.messages.stream(
+        model="openai/gpt-4o", max_tokens=50, messages=[{"role": "user", "content": content}]
+    ) as stream:
+        message = await stream.get_final_message()
+    sent = httpx.Response(200, content=route.calls[0].request.content).json()
+    assert sent["messages"][0]["content"] == [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        {"type": "image_url", "image_url": {"url": "https://example.test/cat.jpg"}},
+        {"type": "text", "text": "What is in these?"},
+    ]
+    assert message.stop_reason == "end_turn"
