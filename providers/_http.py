@@ -31,7 +31,7 @@ from providers.base import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from providers.request import ChatRequest
+from providers.request import JSON_ENCODER, ChatRequest
 
 # Above the concurrency we promise: httpx's default of 100 connections is a silent ceiling.
 POOL_LIMITS = httpx.Limits(max_connections=4096, max_keepalive_connections=1024, keepalive_expiry=30)
@@ -200,6 +200,24 @@ def error_for(provider: str, status: int, message: str | None, where: str, retry
     return mapped.kind(text, param=mapped.param, retry_after=retry_after if mapped.waits else None)
 
 
+MAX_WHOLE_BODY = 64 * 1024 * 1024
+
+
+class WholeBody:
+    """The reader of an answer that is not streamed: its bytes kept, bounded so that a peer cannot
+    exhaust the gateway's memory, for ``end`` to read once they are all in."""
+
+    def __init__(self, provider: str):
+        self.provider = provider
+        self.body = bytearray()
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self.body += chunk
+        if len(self.body) > MAX_WHOLE_BODY:
+            raise protocol_error(self.provider, f"a body larger than {MAX_WHOLE_BODY} bytes")
+        return []
+
+
 class StreamMapper(Protocol):
     """A vendor's sans-I/O stream reader: its bytes in, canonical events out; ``end`` checks the terminator."""
 
@@ -324,6 +342,16 @@ class HttpProvider:
     ) -> tuple[httpx.Request, StreamMapper]:
         """The request and stream reader for a client that speaks this provider's own API."""
         raise NotImplementedError
+
+    def as_it_came(self, url: str, original: Original, deployment: Deployment, stream: bool) -> httpx.Request:
+        """The client's own body with only the model rewritten, and its forwarded headers; a whole
+        answer is asked for as JSON."""
+        body = {**original.fields, "model": msgspec.Raw(JSON_ENCODER.encode(deployment.model))}
+        request = self.post(url, JSON_ENCODER.encode(body))
+        request.headers.update(original.headers)
+        if not stream:
+            request.headers["accept"] = "application/json"
+        return request
 
     def read_error(self, body: bytes) -> VendorError:
         return common_error(body)

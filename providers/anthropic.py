@@ -3,6 +3,8 @@
 System and developer text goes to the top-level ``system``; tool calls and results become
 ``tool_use`` and ``tool_result`` blocks; ``max_tokens`` is required, so a default is sent. The stream
 is typed events ending in ``message_stop``; ``event: error`` can arrive mid-stream with HTTP 200.
+Reading it is the private ``_anthropic_events``' job; a Messages client's own request goes up as it
+came (``same_dialect``).
 """
 
 from __future__ import annotations
@@ -14,25 +16,13 @@ import httpx
 import msgspec
 from msgspec import Struct
 
-from providers._http import HttpProvider, StreamMapper, decode_json, in_band_error, open_stream
-from providers._sse import SSEDecoder
+from providers._anthropic_events import AnthropicAnswer, AnthropicStream
+from providers._http import HttpProvider, StreamMapper, decode_json, open_stream
 from providers._translate import DATA_URI, inline_file, system_text, tool_arguments, turns
 from providers.base import (
     Deployment,
-    Event,
-    Finish,
-    FinishReason,
     InvalidRequestError,
     Original,
-    ReasoningDelta,
-    ReasoningSignature,
-    StreamTruncatedError,
-    TextDelta,
-    ToolCallDelta,
-    ToolCallStart,
-    UpstreamProtocolError,
-    Usage,
-    Verbatim,
 )
 from providers.request import (
     JSON_ENCODER,
@@ -232,213 +222,6 @@ def image_block(part: ImagePart) -> ImageBlock:
     return ImageBlock(Base64Source(match["mime"], match["data"]))
 
 
-# The stream, as wire structs holding only the fields read.
-class WireBlock(Struct):
-    type: str = ""
-    id: str | None = None
-    name: str | None = None
-    text: str | None = None
-    thinking: str | None = None
-
-
-class WireDelta(Struct):
-    type: str = ""
-    text: str | None = None
-    thinking: str | None = None
-    partial_json: str | None = None
-    signature: str | None = None
-    stop_reason: str | None = None
-    stop_sequence: str | None = None
-
-
-class WireUsage(Struct):
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_creation_input_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
-
-
-class WireMessage(Struct):
-    usage: WireUsage | None = None
-
-
-class WireError(Struct):
-    type: str = ""
-    message: str = ""
-
-
-class WireEvent(Struct):
-    type: str = ""
-    index: int = 0
-    message: WireMessage | None = None
-    content_block: WireBlock | None = None
-    delta: WireDelta | None = None
-    usage: WireUsage | None = None
-    error: WireError | None = None
-
-
-EVENT_DECODER = msgspec.json.Decoder(WireEvent)
-STOP_REASONS: dict[str | None, FinishReason] = {
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
-
-
-def finish(stop_reason: str | None, stop_sequence: str | None) -> Finish:
-    stopped_by = stop_sequence if stop_reason == "stop_sequence" else None
-    return Finish(STOP_REASONS.get(stop_reason, "stop"), stopped_by)
-
-
-USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-
-
-class AnthropicStream:
-    """Reads a Messages SSE stream into canonical events; ``message_stop`` is the terminator.
-
-    With ``relay`` (a Messages client), each event's canonical events are followed by its bytes as
-    they came, for the client; an ``error`` event is raised as before, never relayed.
-    """
-
-    def __init__(self, provider: str, relay: bool = False):
-        self.provider = provider
-        self.relay = relay
-        self.sse = SSEDecoder(keep_raw=relay)
-        self.tool_index: dict[int, int] = {}  # content block index -> tool call index
-        self.with_arguments: set[int] = set()
-        self.counts: dict[str, int] = {}
-        self.stop_reason: str | None = None
-        self.stop_sequence: str | None = None
-        self.done = False
-
-    def feed(self, chunk: bytes) -> list[Event]:
-        events: list[Event] = []
-        for sse in self.sse.feed(chunk):
-            if self.done:
-                continue
-            event = decode_json(EVENT_DECODER, sse.data, self.provider)
-            self.read(event, events)
-            if self.relay:
-                events.append(Verbatim(sse.raw, opening=event.type == "message_start"))
-        return events
-
-    def end(self) -> list[Event]:
-        self.sse.flush()
-        if not self.done:
-            raise StreamTruncatedError(
-                f"{self.provider}'s stream ended before message_stop, so the answer is incomplete. Retry the request."
-            )
-        return []
-
-    def read(self, event: WireEvent, events: list[Event]) -> None:
-        match event.type:
-            case "content_block_delta" if event.delta is not None:
-                self.read_delta(event.index, event.delta, events)
-            case "content_block_start" if event.content_block is not None:
-                self.read_block_start(event.index, event.content_block, events)
-            case "content_block_stop" if event.index in self.tool_index and event.index not in self.with_arguments:
-                events.append(ToolCallDelta(self.tool_index[event.index], "{}"))  # a call without arguments
-            case "message_start" if event.message is not None:
-                self.count(event.message.usage)
-            case "message_delta":
-                self.count(event.usage)
-                self.stop_reason = (event.delta.stop_reason if event.delta else None) or self.stop_reason
-                self.stop_sequence = (event.delta.stop_sequence if event.delta else None) or self.stop_sequence
-            case "message_stop":
-                self.done = True
-                events += [self.usage(), finish(self.stop_reason, self.stop_sequence)]
-            case "error":
-                error = event.error or WireError()
-                raise in_band_error(self.provider, error.message, error.type)
-
-    def read_delta(self, index: int, delta: WireDelta, events: list[Event]) -> None:
-        if delta.text:
-            events.append(TextDelta(delta.text))
-        elif delta.thinking:
-            events.append(ReasoningDelta(delta.thinking))
-        elif delta.partial_json and index in self.tool_index:
-            self.with_arguments.add(index)
-            events.append(ToolCallDelta(self.tool_index[index], delta.partial_json))
-        elif delta.signature:
-            events.append(ReasoningSignature(delta.signature))
-
-    def read_block_start(self, index: int, block: WireBlock, events: list[Event]) -> None:
-        if block.type == "tool_use":
-            self.tool_index[index] = len(self.tool_index)
-            events.append(ToolCallStart(self.tool_index[index], block.id or "", block.name or ""))
-        elif block.text:
-            events.append(TextDelta(block.text))
-        elif block.thinking:
-            events.append(ReasoningDelta(block.thinking))
-
-    def count(self, usage: WireUsage | None) -> None:
-        """Usage is cumulative and restated: the last value of each field wins."""
-        if usage is not None:
-            for field in USAGE_FIELDS:
-                value = getattr(usage, field)
-                if value is not None:
-                    self.counts[field] = value
-
-    def usage(self) -> Usage:
-        counts = self.counts.get
-        cached = counts("cache_read_input_tokens", 0)
-        prompt = counts("input_tokens", 0) + counts("cache_creation_input_tokens", 0) + cached
-        return Usage(prompt_tokens=prompt, completion_tokens=counts("output_tokens", 0), cached_tokens=cached)
-
-
-class WireContent(Struct):
-    type: str = ""
-    id: str = ""
-    name: str = ""
-    text: str = ""
-    thinking: str = ""
-    signature: str = ""
-    input: Any = None
-
-
-class WireAnswer(Struct):
-    content: list[WireContent] = []
-    stop_reason: str | None = None
-    stop_sequence: str | None = None
-    usage: WireUsage | None = None
-
-
-ANSWER_DECODER = msgspec.json.Decoder(WireAnswer)
-MAX_ANSWER_BYTES = 64 * 1024 * 1024
-
-
-class AnthropicAnswer(AnthropicStream):
-    """Reads a whole (not streamed) Messages answer, for a Messages client that asked for one: its
-    canonical events once it is complete, then its bytes as they came."""
-
-    def __init__(self, provider: str):
-        super().__init__(provider)
-        self.body = bytearray()
-
-    def feed(self, chunk: bytes) -> list[Event]:
-        self.body += chunk
-        if len(self.body) > MAX_ANSWER_BYTES:
-            raise UpstreamProtocolError(f"{self.provider} sent an answer larger than {MAX_ANSWER_BYTES} bytes.")
-        return []
-
-    def end(self) -> list[Event]:
-        answer = decode_json(ANSWER_DECODER, bytes(self.body), self.provider)
-        events: list[Event] = []
-        for block in answer.content:
-            if block.type == "tool_use":
-                index = len(self.tool_index)
-                self.tool_index[index] = index
-                arguments = JSON_ENCODER.encode(block.input if block.input is not None else {}).decode()
-                events += [ToolCallStart(index, block.id, block.name), ToolCallDelta(index, arguments)]
-            elif block.text or block.thinking:
-                events.append(TextDelta(block.text) if block.text else ReasoningDelta(block.thinking))
-            if block.signature:
-                events.append(ReasoningSignature(block.signature))
-        self.count(answer.usage)
-        return [*events, self.usage(), finish(answer.stop_reason, answer.stop_sequence), Verbatim(bytes(self.body))]
-
-
 # What Anthropic's count_tokens takes of a Messages request; the rest (max_tokens, stream...) it refuses.
 COUNTED_FIELDS = frozenset({"messages", "system", "tools", "tool_choice", "thinking", "cache_control", "mcp_servers"})
 COUNTED_FIELDS |= {"context_management", "output_config", "output_format"}
@@ -465,15 +248,11 @@ class AnthropicProvider(HttpProvider):
     def same_dialect(
         self, request: ChatRequest, deployment: Deployment, original: Original
     ) -> tuple[httpx.Request, StreamMapper]:
-        """The client's body with only the model rewritten, its anthropic-beta and -version headers;
-        the answer comes back as it is sent, streamed or whole as the client asked."""
-        body = {**original.fields, "model": msgspec.Raw(JSON_ENCODER.encode(deployment.model))}
-        http_request = self.post(f"{self.base_url}/v1/messages", JSON_ENCODER.encode(body))
-        http_request.headers.update(original.headers)
-        if request.stream:
-            return http_request, AnthropicStream(self.name, relay=True)
-        http_request.headers["accept"] = "application/json"
-        return http_request, AnthropicAnswer(self.name)
+        """The client's body as it came, with its anthropic-beta and -version headers; the answer
+        comes back as it is sent, streamed or whole as the client asked."""
+        http_request = self.as_it_came(f"{self.base_url}/v1/messages", original, deployment, bool(request.stream))
+        mapper = AnthropicStream(self.name, relay=True) if request.stream else AnthropicAnswer(self.name)
+        return http_request, mapper
 
     def build_request(self, request: ChatRequest, deployment: Deployment) -> httpx.Request:
         return self.post(f"{self.base_url}/v1/messages", JSON_ENCODER.encode(messages_body(request, deployment.model)))

@@ -7,7 +7,8 @@ import msgspec
 import pytest
 import respx
 
-from providers.anthropic import AnthropicProvider, AnthropicStream
+from providers._anthropic_events import AnthropicStream
+from providers.anthropic import AnthropicProvider
 from providers.base import (
     Deployment,
     Finish,

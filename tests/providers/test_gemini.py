@@ -7,6 +7,7 @@ import msgspec
 import pytest
 import respx
 
+from providers._gemini_events import GeminiStream
 from providers.base import (
     Deployment,
     Event,
@@ -24,7 +25,7 @@ from providers.base import (
     UpstreamUnavailableError,
     Usage,
 )
-from providers.gemini import GeminiProvider, GeminiStream
+from providers.gemini import GeminiProvider
 from tests.providers.streams import assert_same_in_any_pieces, decode, fixture, run, streamed
 
 BASE = "https://gemini.test/v1beta/models/gemini-2.5-flash"

@@ -5,6 +5,7 @@ import msgspec
 import pytest
 import respx
 
+from providers._responses_events import ResponsesStream
 from providers.base import (
     Deployment,
     Event,
@@ -20,7 +21,7 @@ from providers.base import (
     UpstreamUnavailableError,
     Usage,
 )
-from providers.openai_responses import OpenAIResponsesProvider, ResponsesStream
+from providers.openai_responses import OpenAIResponsesProvider
 from providers.request import CHAT_REQUEST_DECODER
 from tests.providers.streams import assert_same_in_any_pieces, fixture, run, streamed
 
