@@ -87,6 +87,8 @@ class ConversationSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=Tr
     # A second turn on a conversation waits this long for the one in flight, then gets a 409.
     turn_wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 30.0
     models: dict[str, HistoryLimits] = {}  # per model name as clients send it (alias or provider/model)
+    # Stored Responses-API answers (store: true) are kept this long, as OpenAI keeps its own for 30 days.
+    responses_days: Annotated[float, msgspec.Meta(gt=0, le=3650)] = 30.0
 
     def limits_for(self, model: str) -> tuple[int, int | None]:
         own = self.models.get(model, HistoryLimits())

@@ -18,13 +18,14 @@ from app.chat.intake import Intake
 from app.chat.messages import count_message_tokens, create_message, errors_for
 from app.chat.native import create_native_chat
 from app.chat.outlets import SERVER_SEND_KEY
-from app.chat.responses import create_response
+from app.chat.responses import create_response, delete_response, get_response
 from app.chat.text_completions import create_completion
 from app.chat.websocket import chat_websocket
 from app.config import ConfigError, ConversationSettings, GatewayConfig, check_providers, load_config
 from app.conversations.api import create_conversation, delete_conversation, get_conversation, list_conversations
 from app.conversations.database import DatabaseError
 from app.conversations.engines import open_database
+from app.conversations.responses import StoredResponses
 from app.conversations.store import ConversationStore
 from app.conversations.turns import Conversations
 from app.errors import EXCEPTION_HANDLERS
@@ -52,6 +53,8 @@ HANDLERS: dict[str, Handler] = {
     "createNativeChat": create_native_chat,
     "createMessage": create_message,
     "createResponse": create_response,
+    "getResponse": get_response,
+    "deleteResponse": delete_response,
     "createCompletion": create_completion,
     "countMessageTokens": count_message_tokens,
     "chatWebSocket": chat_websocket,
@@ -132,7 +135,7 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
     app.state.services = services
     app.state.conversations = conversations
     app.state.mcp = mcp
-    app.state.intake = Intake(services, conversations, mcp)
+    app.state.intake = Intake(services, conversations, mcp, StoredResponses(conversations))
     return app
 
 

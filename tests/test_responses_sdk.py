@@ -313,6 +313,8 @@ async def test_a_whole_response_from_a_responses_deployment_is_its_own_body() ->
     assert response.content == answer
 
 
-async def test_previous_response_id_is_a_400_for_other_models(sdk: openai.AsyncOpenAI) -> None:
-    with pytest.raises(openai.BadRequestError, match="api: responses"):
+async def test_a_previous_response_id_the_gateway_does_not_hold_is_a_404_for_other_models(
+    sdk: openai.AsyncOpenAI,
+) -> None:
+    with pytest.raises(openai.NotFoundError, match="api: responses"):
         await sdk.responses.create(model="echo", input="hi", previous_response_id="resp_1")

@@ -26,8 +26,7 @@ import structlog
 
 from app.chat.deadlines import Deadlines
 from app.chat.outlets import Headers, HttpOutlet, Outlet
-from app.conversations.answers import Outcome
-from app.conversations.turns import Turn
+from app.conversations.answers import Keeper, Outcome
 from app.dialects.answer import AnswerBuilder
 from app.dialects.base import Dialect, StreamEncoder, Summary
 from app.dialects.verbatim import VerbatimEncoder
@@ -72,13 +71,13 @@ class Ticket:
         plan: Plan,
         record: AccessRecord,
         answer_id: str,
-        turn: Turn | None = None,
+        turn: Keeper | None = None,
         tools: ToolLoop | None = None,
         original: Original | None = None,
         untranslatable: ApiError | None = None,
     ):
         self.chat, self.plan, self.record, self.answer_id = chat, plan, record, answer_id
-        self.turn = turn  # a turn on a stored conversation, which stores the answer when it ends
+        self.turn = turn  # keeps the answer when it ends: a conversation's turn, or a stored response
         self.tools = tools  # the loop that runs the model's MCP tool calls, when it was offered any
         # The client's request as it came, for deployments that speak its dialect; when ``untranslatable``
         # says what of it only they can take, the other deployments are skipped.
@@ -229,7 +228,7 @@ class Exchange:
         self.record.provider, self.record.upstream_model = deployment.provider, deployment.model
         events = self.events(deployment)
         if self.turn is not None:
-            events = self.turn.capture(events)
+            events = self.turn.capture(events, verbatim=isinstance(self.encoder, VerbatimEncoder))
         self.phase = "connecting"
         self.attempt_task = task = asyncio.ensure_future(
             self.relay(events) if self.chat.stream else self.collect(events)
@@ -285,9 +284,10 @@ class Exchange:
             if not encoder.finished:
                 raise StreamTruncatedError
             self.record.account(encoder.usage, encoder.finish)
+            closing = encoder.end(self.summary())
             if self.turn is not None:
                 await self.turn.finish("complete", self.record.deployment, None)
-            await self.outlet.close(encoder.end(self.summary()))
+            await self.outlet.close(closing)
             self.ended()
         finally:
             await events.aclose()
@@ -306,10 +306,10 @@ class Exchange:
         if answer.finish is None:
             raise StreamTruncatedError
         self.record.account(answer.usage, answer.finish)
-        if self.turn is not None:
-            await self.turn.finish("complete", self.record.deployment, None)
         headers = [(b"content-type", b"application/json"), *self.deployment_header()]
         body = answer.verbatim if answer.verbatim is not None else self.dialect.whole(answer, self.summary())
+        if self.turn is not None:
+            await self.turn.finish("complete", self.record.deployment, None)
         await self.outlet.respond(200, headers, body)
         self.ended()
 
@@ -351,13 +351,15 @@ class Exchange:
     async def fail(self, error: ApiError) -> None:
         """Before the status is committed, an error response with its own status; after, an error event."""
         self.record.error = error.code
+        # The error is written first, so what a stored response keeps is what the client is told.
+        frame = self.encoder.error(error, self.request_id)
         if self.turn is not None and not self.client_gone:
             await self.turn.finish(self.turn_outcome(), self.record.deployment, error.code)
-        if not self.outlet.committed:
+        if not self.outlet.committed:  # a keep-alive may have committed it while the answer was kept
             response = self.dialect.error_response(error, self.request_id)
             await self.outlet.respond(response.status_code, response.raw_headers, bytes(response.body))
         else:
-            await self.outlet.close([self.encoder.error(error, self.request_id)])
+            await self.outlet.close([frame])
         self.ended()
 
     def deployment_header(self) -> Headers:

@@ -2,9 +2,10 @@
 
 ``Intake.check`` is instant: it notes the request for the access line, refuses what the gateway
 cannot do, resolves the model to a plan and reads the conversation id. ``Intake.admit`` may take
-seconds: it offers the MCP tools asked for (their servers may be asked now) and joins the conversation
-(which may wait for a turn in flight). It runs while the client's disconnect is watched, so a client
-that leaves meanwhile cancels it: its turn never reaches the upstream and nothing is stored.
+seconds: it offers the MCP tools asked for (their servers may be asked now), joins the conversation
+(which may wait for a turn in flight) or reads the stored responses a Responses request continues.
+It runs while the client's disconnect is watched, so a client that leaves meanwhile cancels it: its
+turn never reaches the upstream and nothing is stored.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app.chat.exchange import Exchange, Ticket
 from app.chat.outlets import SERVER_SEND_KEY, HttpOutlet, Outlet
+from app.conversations.answers import Keeper
 from app.conversations.database import DatabaseError
+from app.conversations.responses import Chain, ResponseNotFoundError, StoredResponses
 from app.conversations.turns import Conversations, Turn, store_unavailable
 from app.dialects.base import Dialect
 from app.errors import REQUEST_ID_KEY, ApiError
@@ -46,6 +49,7 @@ class Claim(msgspec.Struct):
     owner: str
     original: Original | None = None  # the request as it came, for deployments that speak its dialect
     untranslatable: ApiError | None = None  # what of it the gateway cannot translate for the others
+    chain: Chain | None = None  # a Responses request: the stored response it continues, and whether to store
 
 
 class InFlight:
@@ -68,10 +72,13 @@ class InFlight:
 
 
 class Intake:
-    def __init__(self, services: Services, conversations: Conversations, registry: McpRegistry):
+    def __init__(
+        self, services: Services, conversations: Conversations, registry: McpRegistry, responses: StoredResponses
+    ):
         self.services = services
         self.conversations = conversations
         self.registry = registry
+        self.responses = responses
 
     def check(
         self,
@@ -82,16 +89,24 @@ class Intake:
         conversation_header: str | None,
         original: Original | None = None,
         untranslatable: ApiError | None = None,
+        chain: Chain | None = None,
     ) -> Claim:
         note_request(record, chat, self.services.log_content)
         check_supported(chat)
         plan = self.services.router.resolve(chat.model)
         conversation_id = conversation_id_of(chat, conversation_header)
+        if chain is not None and chain.previous_id is not None and conversation_id is not None:
+            raise ApiError(
+                400,
+                "previous_response_id and conversation_id both say which history to continue; send one of them.",
+                code="invalid_value",
+                param="previous_response_id",
+            )
         if original is not None and original.verbatim and (conversation_id or uses_tools(chat, plan)):
             original = None  # the gateway changes what goes upstream: the request as it came cannot go
         if untranslatable is not None and not self.speaks(plan, original):
             raise untranslatable
-        return Claim(chat, dialect, plan, record, conversation_id, owner, original, untranslatable)
+        return Claim(chat, dialect, plan, record, conversation_id, owner, original, untranslatable, chain)
 
     def speaks(self, plan: Plan, original: Original | None) -> bool:
         """Whether a deployment of the plan takes the request as it came."""
@@ -102,9 +117,14 @@ class Intake:
         running.stage = "discovering_tools"
         chat, tools = await self.with_tools(claim.chat, claim.plan, claim.record)
         running.stage = "waiting_for_conversation"
-        chat, turn = await self.join(chat, claim.conversation_id, claim.owner)
+        keeper: Keeper | None
+        chat, keeper = await self.join(chat, claim.conversation_id, claim.owner)
         answer_id = f"{claim.dialect.id_prefix}{uuid.uuid4().hex}"
-        return Ticket(chat, claim.plan, claim.record, answer_id, turn, tools, claim.original, claim.untranslatable)
+        original, untranslatable = claim.original, claim.untranslatable
+        if claim.chain is not None:
+            running.stage = "reading_previous_response"
+            chat, keeper, original, untranslatable = await self.follow(chat, claim, answer_id)
+        return Ticket(chat, claim.plan, claim.record, answer_id, keeper, tools, original, untranslatable)
 
     async def serve(self, claim: Claim, running: InFlight, outlet: Outlet, request_id: str) -> None:
         """Admit the chat, then run its exchange into ``outlet``; a client that left ends it quietly."""
@@ -117,6 +137,24 @@ class Intake:
             raise
         running.exchange = Exchange(self.services, ticket, claim.dialect)
         await running.exchange.serve(outlet, request_id)
+
+    async def follow(
+        self, chat: ChatRequest, claim: Claim, answer_id: str
+    ) -> tuple[ChatRequest, Keeper | None, Original | None, ApiError | None]:
+        """A Responses request with the stored responses it continues, and the keeper of its own."""
+        assert claim.chain is not None
+        original, untranslatable = claim.original, claim.untranslatable
+        try:
+            chat, keeper = await self.responses.begin(chat, claim.chain, claim.owner, answer_id)
+        except ResponseNotFoundError as missing:
+            if not self.speaks(claim.plan, original):
+                raise
+            return chat, None, original, missing  # maybe one OpenAI stored: only its deployments are asked
+        if claim.chain.previous_id is not None:
+            if untranslatable is not None:
+                raise untranslatable
+            original = None  # OpenAI does not know the gateway's ids: the history goes in the request
+        return chat, keeper, original, untranslatable
 
     async def with_tools(
         self, chat: ChatRequest, plan: Plan, record: AccessRecord
@@ -176,12 +214,14 @@ def http_chat(
     dialect: Dialect,
     original: Original | None = None,
     untranslatable: ApiError | None = None,
+    chain: Chain | None = None,
 ) -> HttpChat:
     """The instant checks for a chat that came as an HTTP body, and the ASGI app that serves it."""
     intake = intake_of(request)
     record: AccessRecord = request.scope.get(ACCESS_KEY) or AccessRecord()
     owner, header = owner_of(request.scope), request.headers.get(CONVERSATION_HEADER)
-    return HttpChat(intake, intake.check(chat, dialect, record, owner, header, original, untranslatable))
+    claim = intake.check(chat, dialect, record, owner, header, original, untranslatable, chain)
+    return HttpChat(intake, claim)
 
 
 def uses_tools(chat: ChatRequest, plan: Plan) -> bool:

@@ -7,16 +7,45 @@ never got its result (the turn was cancelled mid-tool) is left out, so the histo
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncGenerator
 from itertools import groupby
-from typing import Literal
+from typing import Literal, Protocol
 
 from app.conversations.records import NewMessage
 from app.dialects.answer import AnswerBuilder
 from app.dialects.native import NativeUsage
-from providers.base import ToolRun
+from providers.base import Event, ToolRun
 from providers.request import JSON_ENCODER, AssistantMessage, FunctionCall, ToolCall, ToolMessage
 
 Outcome = Literal["complete", "cancelled", "failed"]
+
+
+class Keeper(Protocol):
+    """What keeps an answer once it ends: a conversation's turn, or a stored response."""
+
+    def capture(self, events: AsyncGenerator[Event, None], verbatim: bool = False) -> AsyncGenerator[Event, None]:
+        """The attempt's events, unchanged, as the keeper notes them; ``verbatim``: as the upstream sent them."""
+        ...
+
+    async def finish(self, outcome: Outcome | None, model: str | None, error: str | None) -> None:
+        """Keep the answer before the client hears its end (``None``: there is nothing to keep)."""
+        ...
+
+    def end(self, outcome: Outcome | None, model: str | None, error: str | None) -> asyncio.Task[None] | None:
+        """Keep the answer in the background, once; what ``finish`` waits for."""
+        ...
+
+
+async def adding(events: AsyncGenerator[Event, None], builder: AnswerBuilder) -> AsyncGenerator[Event, None]:
+    """The events unchanged, each added to ``builder``."""
+    add = builder.add
+    try:
+        async for event in events:
+            add(event)
+            yield event
+    finally:
+        await events.aclose()
 
 
 def answer_messages(builder: AnswerBuilder, outcome: Outcome, model: str | None, error: str | None) -> list[NewMessage]:

@@ -101,7 +101,7 @@ class PostgresTransaction:
 
     async def run(self, sql: str, args: tuple[Any, ...]) -> tuple[list[Row], int]:
         """Rows for statements that return them (SELECT, RETURNING), else the changed-row count."""
-        if sql.lstrip().startswith("SELECT") or " RETURNING " in sql:
+        if sql.lstrip().startswith(("SELECT", "WITH")) or " RETURNING " in sql:
             rows = await self.fetch(sql, *args)
             return rows, len(rows)
         return [], await self.execute(sql, *args)

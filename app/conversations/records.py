@@ -37,6 +37,19 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (conversation_id, seq)
         )""",
     ],
+    [
+        # Stored Responses-API answers: each keeps the messages it added (its input, then its answer),
+        # and points at the response it continued; a chain is read by walking those pointers.
+        """CREATE TABLE responses (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            previous_id TEXT,
+            created_us BIGINT NOT NULL,
+            messages TEXT NOT NULL,
+            body TEXT NOT NULL
+        )""",
+        "CREATE INDEX responses_created ON responses (created_us)",
+    ],
 ]
 CONVERSATION_COLUMNS = "id, title, metadata, created_us, updated_us, message_count"
 MESSAGE_COLUMNS = "seq, role, body, reasoning, model, finish_reason, usage, incomplete, error, created_at"

@@ -21,7 +21,7 @@ import msgspec
 import structlog
 
 from app.config import ConversationSettings
-from app.conversations.answers import Outcome, answer_messages
+from app.conversations.answers import Outcome, adding, answer_messages
 from app.conversations.database import DatabaseError
 from app.conversations.history import replayable, window
 from app.conversations.records import NewMessage, StoredMessage
@@ -216,16 +216,10 @@ class Turn:
         self.builder = AnswerBuilder()
         self.ended = False
 
-    async def capture(self, events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
-        """The events unchanged, each added to this attempt's answer."""
-        self.builder = builder = AnswerBuilder()
-        add = builder.add
-        try:
-            async for event in events:
-                add(event)
-                yield event
-        finally:
-            await events.aclose()
+    def capture(self, events: AsyncGenerator[Event, None], verbatim: bool = False) -> AsyncGenerator[Event, None]:
+        """The events unchanged, each added to this attempt's answer (a conversation's turn is never verbatim)."""
+        self.builder = AnswerBuilder()
+        return adding(events, self.builder)
 
     async def finish(self, outcome: Outcome | None, model: str | None, error: str | None) -> None:
         """Store the turn before the client hears the end of the answer, so what it reads next includes it.

@@ -85,11 +85,11 @@ class OutputItem:
 
 
 class ResponsesEncoder(EndingView):
-    """One answer as the Responses event stream."""
+    """One answer as the Responses event stream; its last ``response`` object goes to ``dialect.final``."""
 
-    def __init__(self, response_id: str, chat: ChatRequest):
-        self.response_id, self.chat = response_id, chat
-        self.created_at = int(time.time())
+    def __init__(self, response_id: str, chat: ChatRequest, dialect: Responses):
+        self.response_id, self.chat, self.dialect = response_id, chat, dialect
+        self.created_at = dialect.created_at
         self.freeform = freeform_tools(chat)
         self.sequence = 0
         self.output: list[dict[str, Any]] = []
@@ -193,11 +193,13 @@ class ResponsesEncoder(EndingView):
         assert finish is not None
         status, name, details = ending_status(finish)
         response = self.response(status, usage=usage_out(self.ending.usage), incomplete_details=details)
+        self.dialect.final = response
         return [self.frame(name, {"response": response})]
 
     def error(self, error: ApiError, request_id: str) -> bytes:
         detail = {"code": error.code, "message": error.message}
         failed = self.response("failed", error=detail, usage=usage_out(self.ending.usage))
+        self.dialect.final = failed
         return self.frame("error", {**detail, "param": error.param}) + self.frame(
             "response.failed", {"response": failed}
         )
@@ -259,16 +261,30 @@ class Responses:
 
     def __init__(self, chat: ChatRequest):
         self.chat = chat
+        self.created_at = int(time.time())
+        self.final: dict[str, Any] | None = None  # the last response object the client was sent
 
     def stream(self, chat: ChatRequest, answer_id: str) -> ResponsesEncoder:
-        return ResponsesEncoder(answer_id, chat)
+        return ResponsesEncoder(answer_id, chat, self)
 
     def whole(self, answer: AnswerBuilder, summary: Summary) -> bytes:
         assert answer.finish is not None
         status, _, details = ending_status(answer.finish)
         output = whole_output(answer, freeform_tools(self.chat))
-        body = response_object(summary.message_id, int(time.time()), self.chat, status, output)
-        return ENCODER.encode({**body, "usage": usage_out(answer.usage), "incomplete_details": details})
+        body = response_object(summary.message_id, self.created_at, self.chat, status, output)
+        self.final = {**body, "usage": usage_out(answer.usage), "incomplete_details": details}
+        return ENCODER.encode(self.final)
+
+    def kept(self, answer: AnswerBuilder, answer_id: str, outcome: str, error: str | None) -> bytes:
+        """The response object a stored response keeps: as the client was last sent it, else (the
+        client left) as far as the answer came."""
+        if self.final is not None:
+            return ENCODER.encode(self.final)
+        output = whole_output(answer, freeform_tools(self.chat))
+        status = "cancelled" if outcome == "cancelled" else "failed"
+        failure = {"code": error, "message": "The answer failed before it was complete."} if error else None
+        body = response_object(answer_id, self.created_at, self.chat, status, output, error=failure)
+        return ENCODER.encode({**body, "usage": usage_out(answer.usage)})
 
     def error_response(self, error: ApiError, request_id: str) -> Response:
         return error_response(error, request_id)

@@ -11,6 +11,7 @@ from starlette.types import Message
 
 from app.chat.intake import HttpChat, InFlight, Intake, conversation_id_of
 from app.config import GatewayConfig
+from app.conversations.responses import StoredResponses
 from app.dialects.openai import CHAT_COMPLETIONS
 from app.errors import ApiError
 from app.http.access import AccessRecord
@@ -47,7 +48,7 @@ def chat(**fields: Any) -> ChatRequest:
 def intake(conversations: object = None) -> tuple[Intake, ScriptedProvider]:
     provider = ScriptedProvider([Start(), TextDelta("ok"), Finish("stop")])
     services = Services(Router([provider]), GatewayConfig(), b"")
-    return Intake(services, conversations, None), provider  # type: ignore[arg-type]
+    return Intake(services, conversations, None, StoredResponses(conversations)), provider  # type: ignore[arg-type]
 
 
 class Client:

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from app.conversations import records
 from app.conversations.database import DatabaseError
 from app.conversations.engines import open_database
-from app.conversations.records import Conversation, NewMessage
+from app.conversations.records import MIGRATIONS, Conversation, NewMessage
 from app.conversations.store import ConversationStore, CursorError, decode_cursor
 
 
@@ -37,7 +38,26 @@ async def test_migrating_twice_changes_nothing(store: ConversationStore) -> None
     await store.migrate()
     assert await store.get("conv_0001", "") is not None
     rows = await store.db.fetch("SELECT version FROM gateway_schema")
-    assert rows == [(1,)]
+    assert rows == [(len(MIGRATIONS),)]
+
+
+async def test_a_store_made_by_an_older_gateway_gains_the_newer_tables_and_keeps_its_conversations(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    older = ConversationStore(open_database(database_url))
+    await older.db.open()
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(records, "MIGRATIONS", MIGRATIONS[:1])
+            patch.setattr("app.conversations.store.MIGRATIONS", MIGRATIONS[:1])
+            await older.migrate()
+        await older.create(conversation(1), "")
+        await older.migrate()  # the newer gateway starts on the same database
+        assert await older.get("conv_0001", "") is not None
+        assert await older.db.fetch("SELECT version FROM gateway_schema") == [(len(MIGRATIONS),)]
+        assert await older.db.fetch("SELECT id FROM responses") == []
+    finally:
+        await older.db.close()
 
 
 async def test_gateways_starting_together_migrate_once(database_url: str) -> None:
@@ -46,7 +66,7 @@ async def test_gateways_starting_together_migrate_once(database_url: str) -> Non
         await database.open()
     try:
         await asyncio.gather(*(ConversationStore(d).migrate() for d in databases))
-        assert await databases[0].fetch("SELECT version FROM gateway_schema") == [(1,)]
+        assert await databases[0].fetch("SELECT version FROM gateway_schema") == [(len(MIGRATIONS),)]
     finally:
         for database in databases:
             await database.close()
