@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
 from app.chat.completions import create_chat_completion
+from app.chat.embeddings import create_embedding
 from app.chat.intake import Intake
 from app.chat.messages import count_message_tokens, create_message, errors_for
 from app.chat.native import create_native_chat
@@ -44,6 +45,7 @@ from app.tools.registry import McpRegistry
 from providers import make_client
 from providers.base import Provider
 from providers.catalog import HOW_TO_ENABLE, ProviderSpec, build_provider, env_specs
+from providers.embeddings import HashingEmbedder
 from providers.router import Router
 from providers.simulated import SimulatedProvider
 
@@ -56,6 +58,7 @@ HANDLERS: dict[str, Handler] = {
     "getResponse": get_response,
     "deleteResponse": delete_response,
     "createCompletion": create_completion,
+    "createEmbedding": create_embedding,
     "countMessageTokens": count_message_tokens,
     "chatWebSocket": chat_websocket,
     "createConversation": create_conversation,
@@ -99,7 +102,7 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
     secrets = [spec.api_key for spec in specs.values() if spec.api_key] + [key.key for key in keys]
     configure_logging(settings.log_level, secrets)
     if providers is None:
-        providers = [SimulatedProvider(), *build_providers(specs, config.http.transport)]
+        providers = [SimulatedProvider(), HashingEmbedder(), *build_providers(specs, config.http.transport)]
     check_providers(config, {p.name for p in providers} | set(HOW_TO_ENABLE))
     disabled = {name: hint for name, hint in HOW_TO_ENABLE.items() if name not in specs}
     spec, raw_spec = load_spec()

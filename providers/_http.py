@@ -300,6 +300,13 @@ def protocol_error(provider: str, what: str) -> UpstreamProtocolError:
     return UpstreamProtocolError(f"{provider} sent {what}, which is not part of its documented stream.")
 
 
+def timed(request: httpx.Request, deployment: Deployment) -> httpx.Request:
+    """Hand-built requests carry no timeouts unless given: httpx reads them from this extension."""
+    connect = deployment.timeouts.connect if deployment.timeouts else None
+    request.extensions["timeout"] = {**REQUEST_TIMEOUTS, **({"connect": connect} if connect else {})}
+    return request
+
+
 class HttpProvider:
     """What every vendor's provider shares: a name, a pooled client, headers with its key, the stream loop.
 
@@ -366,10 +373,18 @@ class HttpProvider:
             http_request, mapper = self.same_dialect(request, deployment, original)
         else:
             http_request, mapper = self.build_request(request, deployment), self.mapper(request, deployment)
-        # Hand-built requests carry no timeouts unless given: httpx reads them from this extension.
-        connect = deployment.timeouts.connect if deployment.timeouts else None
-        http_request.extensions["timeout"] = {**REQUEST_TIMEOUTS, **({"connect": connect} if connect else {})}
+        timed(http_request, deployment)
         return upstream_events(self.client, http_request, self.name, self.read_error, mapper)
+
+    async def fetch(self, url: str, body: bytes, deployment: Deployment) -> bytes:
+        """POST ``body`` and read the whole JSON answer (bounded), for APIs that do not stream (embeddings)."""
+        request = timed(self.post(url, body), deployment)
+        request.headers["accept"] = "application/json"
+        reader = WholeBody(self.name)
+        async with open_stream(self.client, request, self.name, self.read_error) as response:
+            async for chunk in response.aiter_bytes():
+                reader.feed(chunk)
+        return bytes(reader.body)
 
     async def aclose(self) -> None:
         await self.client.aclose()

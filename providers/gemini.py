@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import msgspec
 
 from providers._gemini_events import (
     Camel,
@@ -27,6 +28,7 @@ from providers._http import (
     HttpProvider,
     StreamMapper,
     VendorError,
+    decode_json,
 )
 from providers._translate import (
     inline_file,
@@ -41,6 +43,7 @@ from providers._translate import (
 from providers.base import (
     Deployment,
 )
+from providers.embeddings import Embedded, EmbeddingRequest, embedded, estimate_tokens, texts_only
 from providers.request import (
     JSON_ENCODER,
     AssistantMessage,
@@ -213,3 +216,28 @@ class GeminiProvider(HttpProvider):
 
     def read_error(self, body: bytes) -> VendorError:
         return gemini_error(body)
+
+    async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> Embedded:
+        """``batchEmbedContents``: one request per input. Gemini counts no tokens, so they are estimated."""
+        model = f"models/{deployment.model}"
+        texts = texts_only(request, self.name)
+        body = {"requests": [embed_content(model, text, request.dimensions) for text in texts]}
+        url = f"{self.base_url}/v1beta/{model}:batchEmbedContents"
+        answer = decode_json(BATCH_DECODER, await self.fetch(url, JSON_ENCODER.encode(body), deployment), self.name)
+        return embedded([item.values for item in answer.embeddings], request, estimate_tokens(request), self.name)
+
+
+def embed_content(model: str, text: str, dimensions: int | None) -> dict[str, Any]:
+    content = {"model": model, "content": {"parts": [{"text": text}]}}
+    return {**content, "outputDimensionality": dimensions} if dimensions else content
+
+
+class ContentEmbedding(Camel):
+    values: list[float]
+
+
+class BatchEmbeddings(Camel):
+    embeddings: list[ContentEmbedding]
+
+
+BATCH_DECODER = msgspec.json.Decoder(BatchEmbeddings)

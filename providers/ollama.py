@@ -30,6 +30,7 @@ from providers.base import (
     Usage,
     new_tool_call_id,
 )
+from providers.embeddings import Embedded, EmbeddingRequest, embedded, texts_only
 from providers.request import (
     JSON_ENCODER,
     AssistantMessage,
@@ -242,3 +243,23 @@ class OllamaProvider(HttpProvider):
 
     def mapper(self, request: ChatRequest, deployment: Deployment) -> StreamMapper:
         return OllamaStream(self.name)
+
+    async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> Embedded:
+        body = EmbedBody(deployment.model, texts_only(request, self.name), request.dimensions)
+        raw = await self.fetch(f"{self.base_url}/api/embed", JSON_ENCODER.encode(body), deployment)
+        answer = decode_json(EMBED_DECODER, raw, self.name)
+        return embedded(list(answer.embeddings), request, answer.prompt_eval_count, self.name)
+
+
+class EmbedBody(Struct, omit_defaults=True):
+    model: str
+    input: list[str]
+    dimensions: int | None = None
+
+
+class EmbedAnswer(Struct):
+    embeddings: list[list[float]]
+    prompt_eval_count: int = 0
+
+
+EMBED_DECODER = msgspec.json.Decoder(EmbedAnswer)

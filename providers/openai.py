@@ -4,6 +4,7 @@ A deployment with ``api: responses`` goes to ``OpenAIResponsesProvider`` (``open
 The request is the client's own dialect, so it is re-encoded nearly as sent; the stream is read for
 text, reasoning (``reasoning_content`` or ``reasoning``), tool-call fragments keyed by index, usage,
 the finish reason and in-band errors. ``[DONE]`` is the terminator: a stream without it is truncated.
+Embeddings go to ``/embeddings``, token arrays and base64 included.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from providers.base import (
     Usage,
     new_tool_call_id,
 )
+from providers.embeddings import Embedded, EmbeddingRequest, embedded
 from providers.request import (
     JSON_ENCODER,
     ChatRequest,
@@ -269,3 +271,37 @@ class OpenAIProvider(HttpProvider):
 
     def mapper(self, request: ChatRequest, deployment: Deployment) -> StreamMapper:
         return ChatStream(self.name)
+
+    async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> Embedded:
+        body = EmbeddingsBody(
+            deployment.model, request.input, request.encoding_format, request.dimensions, request.user
+        )
+        raw = await self.fetch(f"{self.base_url}/embeddings", JSON_ENCODER.encode(body), deployment)
+        answer = decode_json(EMBEDDINGS_DECODER, raw, self.name)
+        vectors = [item.embedding for item in sorted(answer.data, key=lambda item: item.index)]
+        return embedded(vectors, request, answer.usage.prompt_tokens if answer.usage else 0, self.name)
+
+
+class EmbeddingsBody(Struct, omit_defaults=True):
+    model: str
+    input: list[str] | list[list[int]]
+    encoding_format: str  # base64 only when the client wants it: some compatible servers know only float
+    dimensions: int | None = None
+    user: str | None = None
+
+
+class EmbeddingItem(Struct):
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingsUsage(Struct):
+    prompt_tokens: int = 0
+
+
+class EmbeddingList(Struct):
+    data: list[EmbeddingItem]
+    usage: EmbeddingsUsage | None = None
+
+
+EMBEDDINGS_DECODER = msgspec.json.Decoder(EmbeddingList)

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import httpx
+import openai
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -40,6 +41,19 @@ def asgi_client(app: Starlette) -> httpx.AsyncClient:
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with asgi_client(make_app()) as client:
         yield client
+
+
+@pytest.fixture
+async def sdk() -> AsyncIterator[openai.AsyncOpenAI]:
+    """The official openai SDK calling the gateway in-process, every vendor of ``test_vendors_sdk`` configured."""
+    from tests.test_vendors_sdk import CONFIG, sdk_http
+
+    http = sdk_http(create_app(CONFIG))
+    async with (
+        http,
+        openai.AsyncOpenAI(base_url="http://gateway.test/v1", api_key="unused", http_client=http, max_retries=0) as c,
+    ):
+        yield c
 
 
 class LiveServer:

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import openai
 import orjson
 import pytest
 import respx
 
-from app.main import create_app
 from tests.providers.streams import fixture, streamed
-from tests.test_vendors_sdk import CONFIG, OPENAI, sdk_http
-
-
-@pytest.fixture
-async def sdk() -> AsyncIterator[openai.AsyncOpenAI]:
-    http = sdk_http(create_app(CONFIG))
-    async with (
-        http,
-        openai.AsyncOpenAI(base_url="http://gateway.test/v1", api_key="unused", http_client=http, max_retries=0) as c,
-    ):
-        yield c
+from tests.test_vendors_sdk import OPENAI
 
 
 async def test_a_whole_completion(sdk: openai.AsyncOpenAI) -> None:

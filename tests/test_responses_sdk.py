@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -24,16 +24,6 @@ from tests.test_reliability import CLOSE_WITHIN, scenario
 from tests.test_vendors_sdk import CONFIG, OPENAI, SCENARIOS, Expected, mock_upstream, sdk_http
 
 STATUS = {"stop": "completed", "tool_calls": "completed", "length": "incomplete"}
-
-
-@pytest.fixture
-async def sdk() -> AsyncIterator[openai.AsyncOpenAI]:
-    http = sdk_http(create_app(CONFIG))
-    async with (
-        http,
-        openai.AsyncOpenAI(base_url="http://gateway.test/v1", api_key="unused", http_client=http, max_retries=0) as c,
-    ):
-        yield c
 
 
 def seen(response: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ streaming and not, and every vendor failure as an error.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -120,18 +120,6 @@ MESSAGES: list[Any] = [{"role": "user", "content": "hello"}]
 def sdk_http(app: Starlette) -> httpx2.AsyncClient:
     """The SDK's own HTTP library, calling the app in-process; respx fakes only the gateway's upstreams."""
     return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://gateway.test")
-
-
-@pytest.fixture
-async def sdk() -> AsyncIterator[openai.AsyncOpenAI]:
-    http = sdk_http(create_app(CONFIG))
-    async with (
-        http,
-        openai.AsyncOpenAI(
-            base_url="http://gateway.test/v1", api_key="unused", http_client=http, max_retries=0
-        ) as client,
-    ):
-        yield client
 
 
 def mock_upstream(url: str, stream_fixture: str, whole_fixture: str | None) -> None:

@@ -26,6 +26,7 @@ import structlog
 
 from app.chat.deadlines import Deadlines
 from app.chat.outlets import Headers, HttpOutlet, Outlet
+from app.config import Reliability
 from app.conversations.answers import Keeper, Outcome
 from app.dialects.answer import AnswerBuilder
 from app.dialects.base import Dialect, StreamEncoder, Summary
@@ -82,6 +83,14 @@ class Ticket:
         # The client's request as it came, for deployments that speak its dialect; when ``untranslatable``
         # says what of it only they can take, the other deployments are skipped.
         self.original, self.untranslatable = original, untranslatable
+
+
+def retry_delay(error: ProviderError, reliability: Reliability, retries: int) -> float:
+    """The upstream's Retry-After (capped), else exponential backoff with full jitter."""
+    if error.retry_after is not None:
+        return min(error.retry_after, reliability.retry_after_cap)
+    backoff = reliability.backoff
+    return random.uniform(0, min(backoff.max, backoff.base * 2**retries))
 
 
 async def _never_send(message: object) -> None:
@@ -211,11 +220,7 @@ class Exchange:
 
         False when the wait would outlast the total timeout: then there is no time for another attempt.
         """
-        backoff = self.reliability.backoff
-        if error.retry_after is not None:
-            delay = min(error.retry_after, self.reliability.retry_after_cap)
-        else:
-            delay = random.uniform(0, min(backoff.max, backoff.base * 2**self.record.retries))
+        delay = retry_delay(error, self.reliability, self.record.retries)
         if delay >= self.deadlines.total_left():
             return False
         await asyncio.sleep(delay)

@@ -94,6 +94,7 @@ async function loadModels() {
   const select = $("model");
   select.replaceChildren();
   for (const model of (await response.json()).data) {
+    if (/embed/i.test(model.id)) continue; // embedding models (hash-embedding, ...) cannot chat
     const option = document.createElement("option");
     option.value = option.textContent = model.id;
     select.append(option);

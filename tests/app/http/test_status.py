@@ -13,7 +13,7 @@ async def test_models_lists_builtins_in_openai_format(client: httpx.AsyncClient)
     body = (await client.get("/v1/models")).json()
     assert body["object"] == "list"
     assert {"id": "echo", "object": "model", "created": 0, "owned_by": "simulated"} in body["data"]
-    assert {m["id"] for m in body["data"]} == {"echo", "synthetic"}
+    assert {m["id"] for m in body["data"]} == {"echo", "synthetic", "hash-embedding"}
     assert "simulated" in body["providers"]
 
 
@@ -30,7 +30,7 @@ async def test_models_includes_configured_aliases() -> None:
 
 async def test_health_says_version_and_providers(client: httpx.AsyncClient) -> None:
     response = await client.get("/health")
-    assert response.json() == {"status": "ok", "version": __version__, "providers": ["simulated"]}
+    assert response.json() == {"status": "ok", "version": __version__, "providers": ["hashing", "simulated"]}
 
 
 async def test_anthropic_s_clients_get_anthropic_s_model_list(client: httpx.AsyncClient) -> None:
