@@ -64,6 +64,31 @@ async def test_every_vendor_streams_to_the_sdk(sdk: openai.AsyncOpenAI, scenario
     assert seen(response) == expected(wanted)
 
 
+# A Responses deployment's answers are OpenAI's to store, under OpenAI's ids (tested in test_stored_responses).
+STORED_BY_THE_GATEWAY = [name for name in SCENARIOS if name != "openai-responses"]
+
+
+@pytest.mark.parametrize("scenario_name", STORED_BY_THE_GATEWAY)
+@respx.mock
+async def test_a_second_turn_continues_the_first_with_previous_response_id_on_every_vendor(
+    sdk: openai.AsyncOpenAI, scenario_name: str
+) -> None:
+    model, url, stream_fixture, whole_fixture, wanted = SCENARIOS[scenario_name]
+    mock_upstream(url, stream_fixture, whole_fixture)
+    async with sdk.responses.stream(model=model, input="hello there") as stream:
+        first = await stream.get_final_response()
+    calls = [item for item in first.output if item.type == "function_call"]
+    results: list[Any] = [{"type": "function_call_output", "call_id": call.call_id, "output": "42"} for call in calls]
+    second = await sdk.responses.create(model=model, input=results or "and then?", previous_response_id=first.id)
+    assert second.previous_response_id is None or second.previous_response_id == first.id
+    sent = respx.calls.last.request.content.decode()
+    assert "hello there" in sent  # the first turn's input, in the vendor's own body
+    assert orjson.dumps(wanted.text).decode()[1:-1] in sent  # its answer's text
+    for name, _ in wanted.tools:  # and its tool calls, each with its result
+        assert name in sent
+    assert sent.count("42") >= len(calls)
+
+
 @pytest.mark.parametrize("scenario_name", SCENARIOS)
 @respx.mock
 async def test_every_vendor_answers_the_sdk_whole(sdk: openai.AsyncOpenAI, scenario_name: str) -> None:

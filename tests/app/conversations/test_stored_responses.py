@@ -4,6 +4,7 @@ keys that cannot see each other's responses, and ids only OpenAI can hold."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,7 +26,7 @@ from providers.base import Deployment
 from providers.catalog import ProviderSpec, build_provider
 from providers.router import ModelConfig
 from tests.app.conversations.helpers import RecordingProvider, gateway_app
-from tests.conftest import make_app
+from tests.conftest import LiveServers, make_app
 from tests.providers.streams import fixture, streamed
 
 ALICE, BOB = "k-alice-0123456789", "k-bob-0123456789"
@@ -233,3 +234,28 @@ async def test_a_response_the_gateway_wrote_continues_on_openai_with_the_history
 
 def overloaded() -> httpx.Response:
     return httpx.Response(503, json={"error": {"message": "overloaded", "type": "server_error"}})
+
+
+async def test_a_client_that_leaves_mid_stream_leaves_a_cancelled_response_with_what_it_saw(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, live_servers: LiveServers
+) -> None:
+    """Against uvicorn on 127.0.0.1: the client really goes, and the stored response says so."""
+    provider = RecordingProvider(delay=0.3)
+    server = live_servers.start(gateway_app(database_url, monkeypatch, provider, auth=KEYS))
+    async with httpx.AsyncClient(base_url=server.url, headers={"authorization": f"Bearer {ALICE}"}) as http:
+        body = {"model": "rec/m", "input": "go", "stream": True}
+        async with http.stream("POST", "/v1/responses", json=body) as response:
+            async for line in response.aiter_lines():
+                event = orjson.loads(line[5:]) if line.startswith("data:") else {}
+                if event.get("type") == "response.created":
+                    response_id = event["response"]["id"]
+                if event.get("type") == "response.output_text.delta":
+                    break  # and leave, with "answer " seen and "1" still to come
+        stored = await http.get(f"/v1/responses/{response_id}")
+        for _ in range(100):  # kept once the gateway has seen the client go
+            if stored.status_code == 200:
+                break
+            await asyncio.sleep(0.05)
+            stored = await http.get(f"/v1/responses/{response_id}")
+    kept = stored.json()
+    assert (kept["status"], kept["output"][0]["content"][0]["text"]) == ("cancelled", "answer ")
