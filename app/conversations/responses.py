@@ -34,6 +34,7 @@ from providers.base import Event
 from providers.request import JSON_ENCODER, ChatRequest, Message, message_role
 
 PURGE_EVERY_SECONDS = 3600.0
+FINISH_WAIT = 1.0
 CHAIN = """
 WITH RECURSIVE chain(id, previous_id, messages, depth) AS (
     SELECT id, previous_id, messages, 0 FROM responses WHERE id = ? AND owner = ? AND created_us >= ?
@@ -193,10 +194,12 @@ class ResponseKeeper:
         return events if self.builder is None else adding(events, self.builder)
 
     async def finish(self, outcome: Outcome | None, model: str | None, error: str | None) -> None:
-        """Keep the response before the client hears its end, so a next turn finds it."""
+        """Keep the response before the client hears its end, so a next turn finds it; but a store that
+        is slow or down (its retries take seconds) holds the end of an answer no longer than FINISH_WAIT:
+        the client did not ask for storage, it is only on by default."""
         task = self.end(outcome, model, error)
         if task is not None:
-            await asyncio.shield(task)
+            await asyncio.wait({task}, timeout=FINISH_WAIT)  # never cancels the store itself
 
     def end(self, outcome: Outcome | None, model: str | None, error: str | None) -> asyncio.Task[None] | None:
         if self.ended or outcome is None or self.builder is None:

@@ -39,7 +39,10 @@ async def sdk(app: Starlette, key: str = ALICE) -> AsyncIterator[openai.AsyncOpe
     http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://gateway.test")
     conversations: Conversations = app.state.conversations
     try:
-        async with http, openai.AsyncOpenAI(base_url="http://gateway.test/v1", api_key=key, http_client=http) as c:
+        async with (
+            http,
+            openai.AsyncOpenAI(base_url="http://gateway.test/v1", api_key=key, http_client=http, max_retries=0) as c,
+        ):
             yield c
     finally:
         await conversations.close()
@@ -259,3 +262,22 @@ async def test_a_client_that_leaves_mid_stream_leaves_a_cancelled_response_with_
             stored = await http.get(f"/v1/responses/{response_id}")
     kept = stored.json()
     assert (kept["status"], kept["output"][0]["content"][0]["text"]) == ("cancelled", "answer ")
+
+
+async def test_a_store_that_is_down_still_answers_and_only_what_needs_it_is_a_503(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    app = gateway_app("postgresql://nobody:hunter2@127.0.0.1:1/none", monkeypatch, RecordingProvider(), auth=KEYS)
+    async with sdk(app) as client:
+        async with client.responses.stream(model="rec/m", input="hi") as events:
+            answer = await events.get_final_response()  # store is on by default, but the client did not ask
+        assert answer.output_text == "answer 1"
+        with pytest.raises(openai.InternalServerError) as chained:
+            await client.responses.create(model="rec/m", input="more", previous_response_id=answer.id)
+        assert chained.value.status_code == 503
+        with pytest.raises(openai.InternalServerError) as retrieved:
+            await client.responses.retrieve(answer.id)
+        assert retrieved.value.code == "conversation_store_unavailable"
+    logged = capfd.readouterr().out
+    assert "response_store_failed" in logged
+    assert "hunter2" not in logged
