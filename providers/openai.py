@@ -157,7 +157,9 @@ CHUNK_DECODER = msgspec.json.Decoder(Chunk)
 
 
 class ChatStream:
-    """Reads a Chat Completions SSE stream into canonical events; ``Finish`` waits for ``[DONE]``."""
+    """Reads a Chat Completions SSE stream into canonical events; ``Finish`` waits for ``[DONE]``, or
+    for the clean end of a body that said its finish reason: several compatible servers never send
+    ``[DONE]``, and their answers are whole. A body that ends without a finish reason is truncated."""
 
     def __init__(self, provider: str):
         self.provider = provider
@@ -176,12 +178,15 @@ class ChatStream:
 
     def end(self) -> list[Event]:
         self.sse.flush()
-        if not self.done:
+        if self.done:
+            return []
+        if self.finish_reason is None:
             raise StreamTruncatedError(
-                f"{self.provider}'s stream ended without its [DONE] marker, so the answer is incomplete. "
-                "Retry the request."
+                f"{self.provider}'s stream ended without a finish reason or its [DONE] marker, so the answer is "
+                "incomplete. Retry the request."
             )
-        return []
+        self.done = True
+        return self.closing()
 
     def read(self, data: str, events: list[Event]) -> None:
         if data[:1] != "{" and data.strip() == "[DONE]":

@@ -9,7 +9,8 @@ The behaviour comes from the model name the gateway forwards, as ``name:key=valu
     echo_auth                                     a 401 whose message repeats the Authorization header
     stall (tokens)                                some tokens, then silence with the connection open
     reset (tokens)                                some tokens, then a TCP reset
-    truncate (tokens)                             some tokens, then a clean end without [DONE]
+    truncate (tokens)                             some tokens, then a clean end without a finish or [DONE]
+    no_done (tokens)                              a whole answer and its usage, then a clean end without [DONE]
     keepalives                                    headers, then only ": keep-alive" comments, forever
     endless (delay_ms)                            tokens forever
     status (code, times, retry_after)             ``code`` for the first ``times`` requests, then ok
@@ -157,6 +158,9 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
         elif name == "truncate":
             self.write(b"0\r\n\r\n")
+            self.transport.close()
+        elif name == "no_done":  # as several OpenAI-compatible servers end a whole answer
+            self.write(FINISH + b"0\r\n\r\n")
             self.transport.close()
         else:
             self.write(self.frames[2])

@@ -299,6 +299,23 @@ class TestHonestEndingsAndHostileUpstreams:
         assert raw.count(b'"content":"tok') == 2
         assert error_of(raw)["type"] in ("upstream_error", "timeout_error")
 
+    @pytest.mark.parametrize("stream", [True, False])
+    async def test_a_finish_reason_then_a_clean_end_without_done_is_a_whole_answer(
+        self, gateway: GatewayFactory, client: httpx.AsyncClient, stream: bool
+    ) -> None:
+        server = gateway()
+        if stream:
+            _, raw = await stream_all(client, server.url, body(scenario("no_done")))
+            assert raw.count(b'"content":"tok') == 3
+            assert raw.endswith(b"data: [DONE]\n\n")
+            assert b'"finish_reason":"stop"' in raw
+        else:
+            response = await client.post(
+                f"{server.url}/v1/chat/completions", json=body(scenario("no_done"), stream=False)
+            )
+            answer = response.json()
+            assert (answer["choices"][0]["message"]["content"], answer["usage"]["completion_tokens"]) == ("tok " * 3, 2)
+
     @pytest.mark.parametrize(
         ("name", "status"), [("html", 502), ("wrong_type", 502), ("garbage", 502), ("huge_line", 502)]
     )

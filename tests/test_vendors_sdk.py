@@ -194,7 +194,7 @@ async def test_whole_answer_reaches_the_sdk_exactly(sdk: openai.AsyncOpenAI, sce
 
 FAILURES: dict[str, tuple[str, str, Callable[[httpx.Request], httpx.Response]]] = {
     "openai-mid-stream": ("openai/gpt-4o", f"{OPENAI}/chat/completions", streamed(fixture("openai_error.sse"))),
-    "openai-truncated": ("openai/gpt-4o", f"{OPENAI}/chat/completions", streamed(fixture("openai_text_truncated.sse"))),
+    "openai-truncated": ("openai/gpt-4o", f"{OPENAI}/chat/completions", streamed(fixture("openai_text_cut.sse"))),
     "responses-failed": ("codex", f"{OPENAI}/responses", streamed(fixture("responses_failed.sse"))),
     "anthropic-mid-stream": (
         "anthropic/claude",
@@ -213,6 +213,25 @@ FAILURES: dict[str, tuple[str, str, Callable[[httpx.Request], httpx.Response]]] 
     ),
     "ollama-mid-stream": ("ollama/q", "http://ollama.test:11434/api/chat", streamed(fixture("ollama_error.ndjson"))),
 }
+
+
+@pytest.mark.parametrize("stream", [True, False])
+@respx.mock
+async def test_a_compatible_server_that_never_sends_done_still_answers_whole(
+    sdk: openai.AsyncOpenAI, stream: bool
+) -> None:
+    """Its finish reason came, then the body ended cleanly: the answer is complete, not truncated."""
+    respx.post(f"{OPENAI}/chat/completions").mock(side_effect=streamed(fixture("openai_text_no_done.sse"), 11))
+    if stream:
+        chunks = [
+            c async for c in await sdk.chat.completions.create(model="openai/gpt-4o", messages=MESSAGES, stream=True)
+        ]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    else:
+        whole = await sdk.chat.completions.create(model="openai/gpt-4o", messages=MESSAGES)
+        text, finish = whole.choices[0].message.content or "", [whole.choices[0].finish_reason]
+    assert (text, finish) == ("I'm unable \u2028 été 🙂.", ["stop"])
 
 
 @pytest.mark.parametrize("failure", FAILURES)

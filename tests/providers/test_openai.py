@@ -105,11 +105,18 @@ def test_in_band_errors_of_compatible_servers(line: bytes, kind: type[ProviderEr
         mapper().feed(line)
 
 
-def test_a_stream_without_done_is_truncated_even_after_finish_reason() -> None:
+def test_a_stream_that_said_its_finish_reason_and_ended_cleanly_is_complete_without_done() -> None:
     stream = mapper()
-    events = stream.feed(fixture("openai_text_truncated.sse"))
-    assert Finish("stop") not in events  # the finish waits for [DONE]
-    with pytest.raises(StreamTruncatedError, match=r"\[DONE\]"):
+    events = stream.feed(fixture("openai_text_no_done.sse"))
+    assert Finish("stop") not in events  # the finish waits for [DONE], or the end of the body
+    assert stream.end()[-1] == Finish("stop")
+
+
+def test_a_stream_that_ends_before_its_finish_reason_is_truncated() -> None:
+    body = fixture("openai_text_no_done.sse")
+    stream = mapper()
+    stream.feed(body[: body.index(b'"finish_reason":"stop"')].rpartition(b"\n\n")[0] + b"\n\n")
+    with pytest.raises(StreamTruncatedError, match="finish reason"):
         stream.end()
 
 
