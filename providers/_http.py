@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import math
+import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -39,6 +40,7 @@ POOL_LIMITS = httpx.Limits(max_connections=4096, max_keepalive_connections=1024,
 TIMEOUTS = httpx.Timeout(connect=10.0, read=600.0, write=30.0, pool=5.0)
 REQUEST_TIMEOUTS = TIMEOUTS.as_dict()
 MAX_ERROR_BODY = 64 * 1024
+NOT_AN_ANSWER = frozenset({"text/html", "application/xhtml+xml", "text/plain", "text/xml"})
 RETRY_AFTER_CAP = 3600.0
 
 
@@ -80,20 +82,48 @@ async def open_stream(
         if response.status_code >= 300:
             body = await read_bounded(response)
             raise status_error(provider, response.status_code, body, response.headers, read_error)
+        kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if kind in NOT_AN_ANSWER:  # a proxy's or a login page: nothing is sent yet, so it is an honest 502
+            raise protocol_error(provider, f"a 200 with a {kind} body instead of its answer")
         yield response
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeoutError(f"{provider} stopped sending mid-answer ({type(exc).__name__}).") from exc
     except httpx.TransportError as exc:
-        raise ProviderError(f"The connection to {provider} broke mid-answer: {exc or type(exc).__name__}.") from exc
+        raise mid_answer_error(provider, exc, None) from exc
     finally:
         await response.aclose()
 
 
 def connect_error(provider: str, exc: httpx.TransportError) -> ProviderError:
     if timed_out(exc):
-        return UpstreamTimeoutError(f"{provider} did not answer in time ({type(exc).__name__}).")
-    cause = exc.__cause__
-    return UpstreamUnavailableError(f"The gateway could not reach {provider}: {cause or exc or type(exc).__name__}.")
+        return UpstreamTimeoutError(f"{provider} did not answer in time: {broken(exc)}, before its headers.")
+    return UpstreamUnavailableError(f"The gateway could not reach {provider}: {broken(exc)}, before its headers.")
+
+
+def mid_answer_error(provider: str, exc: httpx.TransportError, chunks: int | None) -> ProviderError:
+    """A connection that broke after the headers: which provider, and how far its answer had come."""
+    after = f" after {chunks} chunk{'s' * (chunks != 1)} of its answer" if chunks is not None else ""
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeoutError(f"{provider} stopped sending mid-answer{after}: {broken(exc)}.")
+    return ProviderError(f"The connection to {provider} broke mid-answer{after}: {broken(exc)}.")
+
+
+# What went wrong, in words: never the HTTP library's repr, whose internal numbers read like statuses.
+BROKEN: tuple[tuple[type[httpx.TransportError], str], ...] = (
+    (httpx.TimeoutException, "it went silent"),
+    (httpx.ConnectError, "the connection could not be opened"),
+    (httpx.RemoteProtocolError, "its response broke off or was malformed"),
+    (httpx.ReadError, "the connection was lost while reading"),
+    (httpx.WriteError, "the connection was lost while sending the request"),
+)
+
+
+def broken(exc: BaseException) -> str:
+    what = next((text for kind, text in BROKEN if isinstance(exc, kind)), "the connection failed")
+    seen: BaseException | None = exc
+    while seen is not None:  # the operating system's own words for its error number ("Connection refused")
+        if isinstance(seen, OSError) and isinstance(seen.errno, int) and seen.errno > 0:
+            return f"{what} ({os.strerror(seen.errno)})"
+        seen = seen.__cause__ or seen.__context__
+    return what
 
 
 def timed_out(exc: httpx.HTTPError) -> bool:
@@ -234,9 +264,14 @@ async def upstream_events(
         yield Start()
         # Raw bytes skip httpx's decoder layers; a compressed body (some proxies gzip SSE) needs them.
         chunks = response.aiter_bytes() if "content-encoding" in response.headers else response.aiter_raw()
-        async for chunk in chunks:
-            for event in mapper.feed(chunk):
-                yield event
+        received = 0
+        try:
+            async for chunk in chunks:
+                received += 1
+                for event in mapper.feed(chunk):
+                    yield event
+        except httpx.TransportError as exc:
+            raise mid_answer_error(provider, exc, received) from exc
         for event in mapper.end():
             yield event
 

@@ -326,6 +326,15 @@ class TestHonestEndingsAndHostileUpstreams:
         assert response.status_code == status
         assert response.json()["error"]["message"]
 
+    @pytest.mark.parametrize("stream", [True, False])
+    async def test_a_200_that_is_not_an_answer_is_a_502_before_anything_is_sent(
+        self, gateway: GatewayFactory, client: httpx.AsyncClient, stream: bool
+    ) -> None:
+        response = await client.post(f"{gateway().url}/v1/chat/completions", json=body(scenario("wrong_type"), stream))
+        assert response.status_code == 502
+        assert response.headers["content-type"] == "application/json"
+        assert "a 200 with a text/html body" in response.json()["error"]["message"]
+
 
 async def test_sigterm_lets_streams_finish_then_ends_the_rest_with_an_error(vendor: FakeVendor, tmp_path: Path) -> None:
     config = tmp_path / "gateway.yaml"

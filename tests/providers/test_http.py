@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -154,20 +155,69 @@ async def test_a_gzip_encoded_stream_is_decoded_before_parsing() -> None:
     assert events[-2:] == [Usage(14, 30, cached_tokens=4), Finish("stop")]
 
 
-@respx.mock
-async def test_a_connection_that_breaks_mid_answer_is_a_502() -> None:
-    async def body() -> AsyncIterator[bytes]:
-        yield fixture("openai_text.sse")[:200]
-        raise httpx.ReadError("connection reset by peer")
+def breaking(error: httpx.TransportError) -> Callable[[httpx.Request], httpx.Response]:
+    """A 200 that sends two chunks of its answer, then fails with ``error``."""
 
-    respx.post("https://up.test/x").mock(return_value=httpx.Response(200, content=body()))
+    def respond(request: httpx.Request) -> httpx.Response:
+        async def body() -> AsyncIterator[bytes]:
+            yield fixture("openai_text.sse")[:100]
+            yield fixture("openai_text.sse")[100:200]
+            raise error
+
+        return httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"})
+
+    return respond
+
+
+def reset() -> httpx.ReadError:
+    error = httpx.ReadError("<ClientOSError: 104, 'Connection reset by peer'>")
+    error.__cause__ = ConnectionResetError(104, "Connection reset by peer")
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (reset(), "the connection was lost while reading (Connection reset by peer)"),
+        (  # what httpx-aiohttp makes of a chunked body cut short: its "400" is not a status
+            httpx.RemoteProtocolError("<TransferEncodingError: 400, message='Not enough data to satisfy'>"),
+            "its response broke off or was malformed",
+        ),
+        (httpx.ReadTimeout("timed out"), "it went silent"),
+    ],
+)
+@respx.mock
+async def test_a_connection_that_breaks_mid_answer_says_who_broke_and_when_in_plain_words(
+    error: httpx.TransportError, says: str
+) -> None:
+    respx.post("https://up.test/x").mock(side_effect=breaking(error))
     async with httpx.AsyncClient() as client:
         stream = upstream_events(
             client, httpx.Request("POST", "https://up.test/x"), "up", common_error, ChatStream("up")
         )
-        with pytest.raises(ProviderError, match="broke mid-answer") as info:
+        with pytest.raises(ProviderError) as info:
             [e async for e in stream]
-    assert info.value.status == 502
+    message = info.value.message
+    assert message.endswith(f"mid-answer after 2 chunks of its answer: {says}.")
+    assert message.startswith(("The connection to up broke", "up stopped sending"))
+    assert "<" not in message
+    assert "400" not in message
+    assert info.value.status in (502, 504)
+
+
+async def test_a_refused_connection_says_so_before_the_headers() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    async with httpx.AsyncClient() as client:
+        stream = upstream_events(
+            client, httpx.Request("POST", f"http://127.0.0.1:{port}/x"), "up", common_error, ChatStream("up")
+        )
+        with pytest.raises(ProviderError) as info:
+            [e async for e in stream]
+    assert info.value.message == (
+        "The gateway could not reach up: the connection could not be opened (Connection refused), before its headers."
+    )
 
 
 class ServerDisconnectedError(Exception):
