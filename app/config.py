@@ -42,8 +42,22 @@ class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
-# Reasoning models think for minutes before their first token; an answer may stream for long.
-DEFAULT_TIMEOUTS = Timeouts(connect=10.0, first_token=300.0, idle=120.0, total=1800.0)
+# An answer may stream for long. ``first_token`` is left unset here: see ``with_first_token``.
+DEFAULT_TIMEOUTS = Timeouts(connect=10.0, idle=120.0, total=1800.0)
+# When no layer sets ``first_token``: a silent upstream and a thinking one look the same on the wire
+# (OpenAI's Chat Completions sends nothing at all while a model reasons), so the default depends on
+# what the request asks. Without reasoning, 25 s: a silent deployment fails over at once, and twice
+# 25 s (the one retry a lone deployment gets) stays under a minute. With reasoning asked for, 300 s:
+# the keep-alive comments hold the client's connection meanwhile.
+FIRST_TOKEN_SECONDS = 25.0
+THINKING_FIRST_TOKEN_SECONDS = 300.0
+
+
+def with_first_token(timeouts: Timeouts, thinking: bool) -> Timeouts:
+    if timeouts.first_token is not None:
+        return timeouts
+    default = THINKING_FIRST_TOKEN_SECONDS if thinking else FIRST_TOKEN_SECONDS
+    return msgspec.structs.replace(timeouts, first_token=default)
 
 
 class Backoff(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

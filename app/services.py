@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from starlette.requests import HTTPConnection
 
-from app.config import DEFAULT_TIMEOUTS, GatewayConfig
+from app.config import DEFAULT_TIMEOUTS, GatewayConfig, with_first_token
 from providers.balancer import Balancer
 from providers.base import Deployment, Timeouts
 from providers.router import Router
@@ -34,14 +34,15 @@ class Services:
         self.provider_timeouts = dict(provider_timeouts or {})
         self.balancer = Balancer(config.reliability.cooldown)
 
-    def timeouts_for(self, deployment: Deployment, model: Timeouts | None) -> Timeouts:
-        """The deployment's own, else the model's, else its provider's, else the gateway's defaults."""
+    def timeouts_for(self, deployment: Deployment, model: Timeouts | None, *, thinking: bool = False) -> Timeouts:
+        """The deployment's own, else the model's, else its provider's, else the gateway's defaults;
+        ``thinking``: the request asks for reasoning, which may keep the first token for minutes."""
         layers = (self.config.reliability.timeouts, self.provider_timeouts.get(deployment.provider), model)
         timeouts = DEFAULT_TIMEOUTS
         for layer in (*layers, deployment.timeouts):
             if layer is not None:
                 timeouts = layer.over(timeouts)
-        return timeouts
+        return with_first_token(timeouts, thinking)
 
 
 def services_of(connection: HTTPConnection) -> Services:

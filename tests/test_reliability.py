@@ -11,7 +11,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import orjson
@@ -267,6 +267,65 @@ class TestRetriesAndFallbacks:
                 f"{server.url}/v1/chat/completions", json={**body(first, stream=False), "model": "spread"}
             )
         assert (vendor.requests[first], vendor.requests[second]) == (2, 2)
+
+
+class TestSilentRoutes:
+    """A silent upstream moves on at once; a fast failure keeps its retries with backoff."""
+
+    SILENT: ClassVar[dict[str, tuple[str, dict[str, int]]]] = {  # no headers; headers then nothing; an early end
+        "no_headers": ("ok", {"headers_ms": 5000}),
+        "headers_then_nothing": ("stall", {"tokens": 0}),
+        "dies_before_content": ("truncate", {"tokens": 0}),
+    }
+
+    @pytest.mark.parametrize("kind", SILENT)
+    async def test_a_silent_deployment_is_left_at_once_for_the_fallback(
+        self,
+        gateway: GatewayFactory,
+        vendor: FakeVendor,
+        client: httpx.AsyncClient,
+        capfd: pytest.CaptureFixture[str],
+        kind: str,
+    ) -> None:
+        name, options = self.SILENT[kind]
+        silent, good = scenario(name, **options), scenario("ok")
+        alias = ModelConfig(deployments=[Deployment("openai", silent), Deployment("backup", good)], retries=3)
+        server = gateway({"smart": alias}, timeouts=Timeouts(first_token=0.5))
+        start = time.monotonic()
+        _, raw = await stream_all(client, server.url, {**body(good), "model": "smart"})
+        took = time.monotonic() - start
+        line = access_line(capfd, "smart")  # the header went with the status, when the first one answered
+        assert (line["deployment"], line["fallback"]) == (f"backup/{good}", True)
+        assert raw.endswith(b"data: [DONE]\n\n")
+        assert (vendor.requests[silent], vendor.requests[good]) == (1, 1)  # not retried while another is left
+        assert took < 3  # one first-token timeout at most (0.5 s), not four
+
+    @pytest.mark.parametrize("kind", SILENT)
+    async def test_a_lone_silent_deployment_gets_one_more_try_and_no_more(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient, kind: str
+    ) -> None:
+        name, options = self.SILENT[kind]
+        silent = scenario(name, **options)
+        server = gateway(retries=3, timeouts=Timeouts(first_token=0.5))
+        response = await client.post(f"{server.url}/v1/chat/completions", json=body(silent, stream=False))
+        assert response.status_code in (502, 504)
+        assert vendor.requests[silent] == 2
+
+    async def test_fast_failures_keep_their_retries(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient
+    ) -> None:
+        refused = scenario("status", code=503, times=99)
+        response = await client.post(f"{gateway(retries=3).url}/v1/chat/completions", json=body(refused, stream=False))
+        assert response.status_code == 503
+        assert vendor.requests[refused] == 4
+
+    async def test_a_429_without_a_hint_still_says_when_to_come_back(
+        self, gateway: GatewayFactory, client: httpx.AsyncClient
+    ) -> None:
+        limited = scenario("status", code=429, times=99)  # as Ollama answers: no Retry-After
+        response = await client.post(f"{gateway().url}/v1/chat/completions", json=body(limited, stream=False))
+        assert response.status_code == 429
+        assert int(response.headers["retry-after"]) >= 1
 
 
 class TestKeepAlive:

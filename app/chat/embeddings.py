@@ -16,7 +16,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.chat.exchange import NOT_RETRIED, retry_delay
+from app.chat.retrying import NOT_RETRIED, retry_delay, with_retry_hint
 from app.dialects.embeddings import EMBEDDINGS_DECODER, answer, canonical
 from app.errors import JSON, ApiError
 from app.http.access import ACCESS_KEY, AccessRecord
@@ -108,7 +108,7 @@ class EmbeddingCall:
 
     def failed(self, error: ProviderError) -> ApiError:
         self.record.error = error.code
-        return ApiError.from_provider(error)
+        return ApiError.from_provider(with_retry_hint(error, self.reliability, self.record.retries))
 
 
 def no_embeddings(model: str, provider: str) -> ApiError:

@@ -17,7 +17,6 @@ WebSocket frames) and the outlet (an HTTP response, or one request on a WebSocke
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncGenerator
 
@@ -26,7 +25,7 @@ import structlog
 
 from app.chat.deadlines import Deadlines
 from app.chat.outlets import Headers, HttpOutlet, Outlet
-from app.config import Reliability
+from app.chat.retrying import NOT_RETRIED, asks_for_reasoning, retry_delay, with_retry_hint
 from app.conversations.answers import Keeper, Outcome
 from app.dialects.answer import AnswerBuilder
 from app.dialects.base import Dialect, StreamEncoder, Summary
@@ -40,18 +39,14 @@ from providers.base import (
     CONTENT_EVENTS,
     Deployment,
     Event,
-    InvalidRequestError,
-    ModelNotFoundError,
     Original,
     ProviderError,
     Start,
     StreamTruncatedError,
-    UpstreamAuthError,
 )
 from providers.request import ChatRequest
 from providers.router import Plan
 
-NOT_RETRIED = (InvalidRequestError, UpstreamAuthError, ModelNotFoundError)
 INTERNAL_ERROR = ApiError(
     500,
     "The gateway failed on this request; this is a bug on our side. Report it with the request id.",
@@ -85,14 +80,6 @@ class Ticket:
         self.original, self.untranslatable = original, untranslatable
 
 
-def retry_delay(error: ProviderError, reliability: Reliability, retries: int) -> float:
-    """The upstream's Retry-After (capped), else exponential backoff with full jitter."""
-    if error.retry_after is not None:
-        return min(error.retry_after, reliability.retry_after_cap)
-    backoff = reliability.backoff
-    return random.uniform(0, min(backoff.max, backoff.base * 2**retries))
-
-
 async def _never_send(message: object) -> None:
     raise RuntimeError("the exchange has no outlet yet")
 
@@ -113,6 +100,9 @@ class Exchange:
         self.attempt_task: asyncio.Task[None] | None = None
         self.main_task: asyncio.Task[None] | None = None
         self.phase = "connecting"
+        self.error: ProviderError | None = None  # the last attempt's failure
+        self.answered = False  # the attempt's upstream answered (its headers came)
+        self.silent = False  # the last attempt failed without a first token: timed out, or died after answering
 
     async def serve(self, outlet: Outlet, request_id: str) -> None:
         """Runs the exchange into ``outlet``; returns quietly when the client cancelled it."""
@@ -180,32 +170,49 @@ class Exchange:
             self.attempt_task.cancel()
 
     async def attempts(self) -> None:
-        error: ProviderError | None = None
+        """Each deployment in the balancer's order, until one answers; see ``on``."""
         retries = self.plan.retries if self.plan.retries is not None else self.reliability.retries
         order = self.services.balancer.order(self.usable_deployments(), self.plan.strategy)
         for position, deployment in enumerate(order):
-            for attempt in range(retries + 1):
-                if attempt:  # a retry of this deployment waits; a fallback to the next one does not
-                    if error is None or not await self.pause(error):
-                        break
-                    self.record.retries += 1
-                    self.record.retry_kinds.append(error.code)
-                self.record.fallback = position > 0
-                try:
-                    await self.attempt(deployment)
-                    return
-                except ProviderError as exc:
-                    error = exc
-                    # Once the answer began, a retry would repeat what the client saw, or run tools twice.
-                    began = self.deadlines.first_content and (self.chat.stream or self.tools is not None)
-                    if isinstance(exc, NOT_RETRIED) or began:
-                        await self.fail(ApiError.from_provider(exc))
-                        return
-            else:
-                continue
-            break  # out of time: no further deployment either
-        assert error is not None
-        await self.fail(ApiError.from_provider(error))
+            outcome = await self.on(deployment, position, retries, alone=len(order) == 1)
+            if outcome != "next":
+                return
+        assert self.error is not None
+        await self.fail(ApiError.from_provider(self.hinted(self.error)))
+
+    async def on(self, deployment: Deployment, position: int, retries: int, *, alone: bool) -> str:
+        """Attempts on one deployment: ``done`` (answered, or failed for good), ``next`` (try the next one)
+        or ``out_of_time``.
+
+        A fast failure (refused, 5xx, 429) is retried with backoff, ``retries`` times. A silent one
+        (no first token in time, or a stream that answered and then died before its first token) moves
+        to the next deployment at once; a lone deployment gets one more try after it, and no more.
+        """
+        for attempt in range(retries + 1):
+            if attempt:  # a retry of this deployment waits; a fallback to the next one does not
+                assert self.error is not None
+                if not await self.pause(self.error):  # no time left for it, nor for another deployment
+                    await self.fail(ApiError.from_provider(self.hinted(self.error)))
+                    return "out_of_time"
+                self.record.retries += 1
+                self.record.retry_kinds.append(self.error.code)
+            self.record.fallback = position > 0
+            try:
+                await self.attempt(deployment)
+                return "done"
+            except ProviderError as exc:
+                self.error = exc
+                # Once the answer began, a retry would repeat what the client saw, or run tools twice.
+                began = self.deadlines.first_content and (self.chat.stream or self.tools is not None)
+                if isinstance(exc, NOT_RETRIED) or began:
+                    await self.fail(ApiError.from_provider(exc))
+                    return "done"
+                if self.silent and (not alone or attempt > 0):
+                    return "next"
+        return "next"
+
+    def hinted(self, error: ProviderError) -> ProviderError:
+        return with_retry_hint(error, self.reliability, self.record.retries)
 
     def usable_deployments(self) -> list[Deployment]:
         """The plan's deployments; only those that speak the client's dialect for a request that
@@ -227,14 +234,14 @@ class Exchange:
         return True
 
     async def attempt(self, deployment: Deployment) -> None:
-        merged = self.services.timeouts_for(deployment, self.plan.timeouts)
+        merged = self.services.timeouts_for(deployment, self.plan.timeouts, thinking=asks_for_reasoning(self.chat))
         self.deployment = deployment = msgspec.structs.replace(deployment, timeouts=merged)
         self.record.deployment = f"{deployment.provider}/{deployment.model}"
         self.record.provider, self.record.upstream_model = deployment.provider, deployment.model
         events = self.events(deployment)
         if self.turn is not None:
             events = self.turn.capture(events, verbatim=isinstance(self.encoder, VerbatimEncoder))
-        self.phase = "connecting"
+        self.phase, self.answered, self.silent = "connecting", False, False
         self.attempt_task = task = asyncio.ensure_future(
             self.relay(events) if self.chat.stream else self.collect(events)
         )
@@ -249,7 +256,12 @@ class Exchange:
             if not failed or asyncio.current_task().cancelling():  # type: ignore[union-attr]
                 raise
             raise self.deadlines.timeout_error(deployment.provider) from None
+        except ProviderError:
+            self.silent = self.answered and not self.deadlines.first_content
+            raise
         finally:
+            if self.deadlines.expired == "first_token":
+                self.silent = True
             self.attempt_task = None
             self.deadlines.attempt_over()
             self.services.balancer.finished(deployment, failed=failed)
@@ -305,6 +317,8 @@ class Exchange:
             async for event in events:
                 if isinstance(event, CONTENT_EVENTS):
                     self.mark_content()
+                elif type(event) is Start:
+                    self.answered = True
                 answer.add(event)
         finally:
             await events.aclose()
@@ -324,6 +338,7 @@ class Exchange:
             self.record.mark_first_token()
 
     async def on_start(self) -> None:
+        self.answered = True
         if not self.outlet.committed:
             await self.commit(self.deployment_header())
         if not self.opened:

@@ -2,11 +2,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from app.config import MIB, ConfigError, GatewayConfig, check_providers, load_config, parse_config
+from app.chat.retrying import asks_for_reasoning
+from app.config import (
+    FIRST_TOKEN_SECONDS,
+    MIB,
+    THINKING_FIRST_TOKEN_SECONDS,
+    ConfigError,
+    GatewayConfig,
+    Reliability,
+    check_providers,
+    load_config,
+    parse_config,
+)
+from app.services import Services
+from providers.base import Deployment, Timeouts
 from providers.catalog import ProviderSpec
-from providers.router import ModelConfig
+from providers.request import CHAT_REQUEST_DECODER
+from providers.router import ModelConfig, Router
 
 
 def parse(text: str, **environ: str) -> GatewayConfig:
@@ -126,3 +141,30 @@ def test_an_alias_naming_an_unknown_mcp_server_stops_start_up() -> None:
 def test_a_bad_mcp_server_entry_names_its_key() -> None:
     with pytest.raises(ConfigError, match=r"mcp_servers\.search"):
         parse("mcp_servers:\n  search: {address: 'https://mcp.test/mcp'}\n")
+
+
+def test_first_token_is_25_s_or_300_s_when_reasoning_is_asked_for_and_any_setting_wins() -> None:
+    services = Services(Router([]), GatewayConfig(), b"")
+    deployment = Deployment("openai", "gpt-5")
+    assert services.timeouts_for(deployment, None).first_token == FIRST_TOKEN_SECONDS == 25
+    assert services.timeouts_for(deployment, None, thinking=True).first_token == THINKING_FIRST_TOKEN_SECONDS == 300
+    assert services.timeouts_for(deployment, Timeouts(first_token=60), thinking=True).first_token == 60
+    configured = Services(Router([]), GatewayConfig(reliability=Reliability(timeouts=Timeouts(first_token=9))), b"")
+    assert configured.timeouts_for(deployment, None, thinking=True).first_token == 9
+
+
+def test_the_defaults_bound_a_silent_upstream() -> None:
+    """A lone silent deployment gets two first-token waits and one backoff; with a fallback, the
+    fallback starts after one wait."""
+    reliability = Reliability()
+    lone = 2 * FIRST_TOKEN_SECONDS + reliability.backoff.base
+    assert lone < 60
+    assert FIRST_TOKEN_SECONDS < 100
+
+
+@pytest.mark.parametrize(
+    ("effort", "thinks"), [(None, False), ("none", False), ("minimal", False), ("low", True), ("high", True)]
+)
+def test_what_counts_as_asking_for_reasoning(effort: str | None, thinks: bool) -> None:
+    chat = CHAT_REQUEST_DECODER.decode(b'{"model":"m","messages":[{"role":"user","content":"x"}]}')
+    assert asks_for_reasoning(msgspec.structs.replace(chat, reasoning_effort=effort)) is thinks
