@@ -22,6 +22,7 @@ from providers.base import (
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
+    UpstreamModel,
     Usage,
     Verbatim,
 )
@@ -56,6 +57,7 @@ class WireUsage(Struct):
 
 class WireMessage(Struct):
     usage: WireUsage | None = None
+    model: str | None = None
 
 
 class WireError(Struct):
@@ -137,6 +139,8 @@ class AnthropicStream:
                 events.append(ToolCallDelta(self.tool_index[event.index], "{}"))  # a call without arguments
             case "message_start" if event.message is not None:
                 self.count(event.message.usage)
+                if event.message.model:
+                    events.append(UpstreamModel(event.message.model))
             case "message_delta":
                 self.count(event.usage)
                 self.stop_reason = (event.delta.stop_reason if event.delta else None) or self.stop_reason
@@ -203,6 +207,7 @@ class WireContent(Struct):
 
 class WireAnswer(Struct):
     content: list[WireContent] = []
+    model: str | None = None
     stop_reason: str | None = None
     stop_sequence: str | None = None
     usage: WireUsage | None = None
@@ -217,7 +222,7 @@ class AnthropicAnswer(WholeBody):
 
     def end(self) -> list[Event]:
         answer = decode_json(ANSWER_DECODER, bytes(self.body), self.provider)
-        events: list[Event] = []
+        events: list[Event] = [UpstreamModel(answer.model)] if answer.model else []
         calls = 0
         for block in answer.content:
             if block.type == "tool_use":

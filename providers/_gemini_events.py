@@ -24,6 +24,7 @@ from providers.base import (
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
+    UpstreamModel,
     Usage,
     new_tool_call_id,
 )
@@ -103,7 +104,12 @@ class Chunk(Camel):
     error: WireError | None = None
 
 
+class FirstChunk(Chunk):
+    model_version: str | None = None  # read from the first chunk only: every chunk repeats it
+
+
 CHUNK_DECODER = msgspec.json.Decoder(Chunk)
+FIRST_CHUNK_DECODER = msgspec.json.Decoder(FirstChunk)
 SAFETY = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
 SAFETY |= {"IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION"}  # the same refusals, of an image
 FAILED = {"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"}
@@ -125,6 +131,7 @@ class GeminiStream:
         self.tool_calls = 0
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
+        self.model_unread = True
 
     def feed(self, chunk: bytes) -> list[Event]:
         if not self.started and chunk.strip():
@@ -134,15 +141,25 @@ class GeminiStream:
             return self.body.feed(chunk)
         events: list[Event] = []
         for sse in self.sse.feed(chunk):
-            self.read(decode_json(CHUNK_DECODER, sse.data, self.provider), events)
+            if self.model_unread:
+                self.read(self.first(sse.data, events), events)
+            else:
+                self.read(decode_json(CHUNK_DECODER, sse.data, self.provider), events)
         return events
+
+    def first(self, data: str | bytes, events: list[Event]) -> Chunk:
+        """The first chunk, read with the model version that every chunk repeats."""
+        self.model_unread = False
+        chunk = decode_json(FIRST_CHUNK_DECODER, data, self.provider)
+        if chunk.model_version:
+            events.append(UpstreamModel(chunk.model_version))
+        return chunk
 
     def end(self) -> list[Event]:
         events: list[Event] = []
         if self.whole:
             body = bytes(self.body.body).strip()
-            chunk = decode_json(CHUNK_DECODER, body[1:-1] if body.startswith(b"[") else body, self.provider)
-            self.read(chunk, events)
+            self.read(self.first(body[1:-1] if body.startswith(b"[") else body, events), events)
         self.sse.flush()
         if self.finish_reason is None:
             raise StreamTruncatedError(

@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar, cast
 
 import httpx
 import msgspec
@@ -28,6 +28,7 @@ from providers.base import (
     RateLimitedError,
     Start,
     UpstreamAuthError,
+    UpstreamModel,
     UpstreamProtocolError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
@@ -329,6 +330,31 @@ def decode_json(decoder: msgspec.json.Decoder[T], data: str | bytes, provider: s
         return decoder.decode(data)
     except msgspec.DecodeError:
         raise protocol_error(provider, "an event that is not valid JSON") from None
+
+
+class Named(Protocol):
+    model: str | None
+
+
+N = TypeVar("N", bound=Named)
+
+
+class ModelOnce(Generic[T]):
+    """Decodes a stream's events, the first with a decoder that also reads the model name every event
+    repeats (so it is read once, not per event) and reported as ``UpstreamModel``."""
+
+    def __init__(self, first: msgspec.json.Decoder[N], rest: msgspec.json.Decoder[T]):
+        self.first: msgspec.json.Decoder[Any] | None = first
+        self.rest = rest
+
+    def decode(self, data: str | bytes, provider: str, events: list[Event]) -> T:
+        if self.first is None:
+            return decode_json(self.rest, data, provider)
+        event = decode_json(self.first, data, provider)
+        self.first = None
+        if event.model:
+            events.append(UpstreamModel(event.model))
+        return cast(T, event)
 
 
 def protocol_error(provider: str, what: str) -> UpstreamProtocolError:

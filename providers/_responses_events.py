@@ -23,6 +23,7 @@ from providers.base import (
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
+    UpstreamModel,
     Usage,
     Verbatim,
 )
@@ -68,6 +69,7 @@ class OutputKind(Struct):
 
 class Response(Struct):
     usage: WireUsage | None = None
+    model: str | None = None
     error: ErrorInfo | None = None
     incomplete_details: IncompleteDetails | None = None
     status: str | None = None
@@ -105,6 +107,7 @@ class ResponsesStream:
         self.with_arguments: set[str] = set()
         self.done = False
         self.handlers: dict[str, Callable[[WireEvent], list[Event]]] = {
+            "response.created": self.on_created,
             "response.output_text.delta": self.on_text,
             "response.refusal.delta": self.on_text,
             "response.reasoning_summary_text.delta": self.on_reasoning,
@@ -139,6 +142,10 @@ class ResponsesStream:
                 "Retry the request."
             )
         return []
+
+    def on_created(self, event: WireEvent) -> list[Event]:
+        model = event.response.model if event.response is not None else None
+        return [UpstreamModel(model)] if model else []
 
     def on_text(self, event: WireEvent) -> list[Event]:
         return [TextDelta(event.delta)] if isinstance(event.delta, str) and event.delta else []
@@ -213,7 +220,8 @@ class ResponsesAnswer(WholeBody):
         else:
             reason = "tool_calls" if any(item.type.endswith("call") for item in response.output) else "stop"
         usage = [usage_of(response.usage)] if response.usage else []
-        return [*usage, Finish(reason), Verbatim(bytes(self.body))]
+        model = [UpstreamModel(response.model)] if response.model else []
+        return [*model, *usage, Finish(reason), Verbatim(bytes(self.body))]
 
 
 def usage_of(usage: WireUsage) -> Usage:

@@ -21,6 +21,13 @@ class Start(msgspec.Struct, frozen=True):
     """The upstream accepted the request; the response status can be committed."""
 
 
+class UpstreamModel(msgspec.Struct, frozen=True):
+    """The model the upstream says is answering (often a dated snapshot of the name it was sent), once,
+    from its first event: what the client is told answered."""
+
+    name: str
+
+
 class TextDelta(msgspec.Struct, frozen=True):
     text: str
 
@@ -96,6 +103,7 @@ class Verbatim(msgspec.Struct, frozen=True):
 
 Event = (
     Start
+    | UpstreamModel
     | TextDelta
     | ReasoningDelta
     | ReasoningSignature

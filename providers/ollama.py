@@ -13,7 +13,7 @@ import httpx
 import msgspec
 from msgspec import Struct
 
-from providers._http import HttpProvider, StreamMapper, common_error, decode_json, in_band_error
+from providers._http import HttpProvider, ModelOnce, StreamMapper, common_error, decode_json, in_band_error
 from providers._lines import NDJSONDecoder
 from providers._translate import inline_image, tool_arguments, tool_name_for, tool_names
 from providers.base import (
@@ -176,7 +176,12 @@ class Line(Struct):
     error: Any = None
 
 
+class FirstLine(Line):
+    model: str | None = None  # read from the first line only: every line repeats it
+
+
 LINE_DECODER = msgspec.json.Decoder(Line)
+FIRST_LINE_DECODER = msgspec.json.Decoder(FirstLine)
 
 
 class OllamaStream:
@@ -187,6 +192,7 @@ class OllamaStream:
         self.lines = NDJSONDecoder()
         self.tool_calls = 0
         self.done = False
+        self.lines_read: ModelOnce[Line] = ModelOnce(FIRST_LINE_DECODER, LINE_DECODER)
 
     def feed(self, chunk: bytes) -> list[Event]:
         events: list[Event] = []
@@ -207,7 +213,7 @@ class OllamaStream:
     def read(self, raw: bytes, events: list[Event]) -> None:
         if self.done:
             return
-        line = decode_json(LINE_DECODER, raw, self.provider)
+        line = self.lines_read.decode(raw, self.provider, events)
         if line.error is not None:
             said = line.error if isinstance(line.error, str) else common_error(raw).message
             raise in_band_error(self.provider, said, None)

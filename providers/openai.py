@@ -13,7 +13,7 @@ import httpx
 import msgspec
 from msgspec import Struct
 
-from providers._http import HttpProvider, StreamMapper, decode_json, in_band_error
+from providers._http import HttpProvider, ModelOnce, StreamMapper, decode_json, in_band_error
 from providers._sse import SSEDecoder
 from providers.base import (
     Deployment,
@@ -153,7 +153,12 @@ class Chunk(Struct):
     code: str | int | None = None
 
 
+class FirstChunk(Chunk):
+    model: str | None = None  # read from the first chunk only: every chunk repeats it
+
+
 CHUNK_DECODER = msgspec.json.Decoder(Chunk)
+FIRST_CHUNK_DECODER = msgspec.json.Decoder(FirstChunk)
 
 
 class ChatStream:
@@ -168,6 +173,7 @@ class ChatStream:
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
         self.done = False
+        self.chunks: ModelOnce[Chunk] = ModelOnce(FIRST_CHUNK_DECODER, CHUNK_DECODER)
 
     def feed(self, chunk: bytes) -> list[Event]:
         events: list[Event] = []
@@ -193,7 +199,7 @@ class ChatStream:
             self.done = True
             events.extend(self.closing())
             return
-        chunk = decode_json(CHUNK_DECODER, data, self.provider)
+        chunk = self.chunks.decode(data, self.provider, events)
         if chunk.error is not None:
             raise in_band_error(self.provider, chunk.error.message, chunk.error.code or chunk.error.type)
         if chunk.object == "error":

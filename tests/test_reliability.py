@@ -19,6 +19,7 @@ import pytest
 
 from app.config import GatewayConfig, Reliability
 from app.main import create_app
+from providers.balancer import Cooldown
 from providers.base import Deployment, Timeouts
 from providers.catalog import ProviderSpec
 from providers.router import ModelConfig
@@ -107,9 +108,8 @@ class TestCancellation:
     ) -> None:
         model = scenario("ok", ttft_ms=5000)
         async with client.stream("POST", f"{gateway().url}/v1/chat/completions", json=body(model)) as response:
-            assert response.status_code == 200  # committed when the upstream answered
-            await anext(response.aiter_raw())  # the role chunk
-            left = time.monotonic()
+            assert response.status_code == 200  # committed when the upstream answered; the role chunk waits
+            left = time.monotonic()  # for the upstream's first event, which names the model answering
         assert vendor.closed_at(model) - left < CLOSE_WITHIN
         assert access_line(capfd, model)["phase"] == "waiting_first_token"
 
@@ -253,6 +253,22 @@ class TestRetriesAndFallbacks:
         assert vendor.requests[bad] == 2
         line = access_line(capfd, "smart")
         assert (line["fallback"], line["deployment"]) == (True, f"backup/{good}")
+
+    async def test_the_log_says_fallback_while_the_primary_cools_down(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        bad, good = scenario("status", code=503, times=99), scenario("ok")
+        alias = ModelConfig(deployments=[Deployment("openai", bad), Deployment("backup", good)], retries=0)
+        server = gateway({"cooling": alias}, cooldown=Cooldown(failures=1, seconds=60))
+        for _ in range(2):  # the first fails over; the second skips the cooled primary altogether
+            response = await client.post(
+                f"{server.url}/v1/chat/completions", json={**body(good, stream=False), "model": "cooling"}
+            )
+            assert response.json()["model"] == "fake"  # the fake vendor's own name for what answered
+        assert vendor.requests[bad] == 1
+        output = capfd.readouterr().out
+        lines = [orjson.loads(line) for line in output.splitlines() if '"model":"cooling"' in line]
+        assert [(line["fallback"], line["deployment"]) for line in lines] == [(True, f"backup/{good}")] * 2
 
     async def test_round_robin_spreads_requests(
         self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient

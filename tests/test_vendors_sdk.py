@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import anthropic
 import httpx
 import httpx2
 import msgspec
@@ -19,8 +20,10 @@ from starlette.applications import Starlette
 
 from app.config import GatewayConfig, HttpSettings
 from app.main import create_app
+from providers.base import Deployment
 from providers.catalog import ProviderSpec
 from providers.router import ModelConfig
+from tests.app.http.test_access import access_lines
 from tests.providers.streams import fixture, streamed
 
 OPENAI = "https://openai.test/v1"
@@ -213,6 +216,39 @@ FAILURES: dict[str, tuple[str, str, Callable[[httpx.Request], httpx.Response]]] 
     ),
     "ollama-mid-stream": ("ollama/q", "http://ollama.test:11434/api/chat", streamed(fixture("ollama_error.ndjson"))),
 }
+
+
+@pytest.mark.parametrize("stream", [True, False])
+@respx.mock
+async def test_the_answer_names_the_model_that_answered_and_the_log_keeps_the_one_asked_for(
+    sdk: openai.AsyncOpenAI, capfd: pytest.CaptureFixture[str], stream: bool
+) -> None:
+    respx.post(f"{OPENAI}/chat/completions").mock(side_effect=streamed(fixture("openai_text.sse"), 7))
+    if stream:
+        chunks = await sdk.chat.completions.create(model="openai/gpt-4o", messages=MESSAGES, stream=True)
+        models = {chunk.model async for chunk in chunks}  # the role chunk too: it waits for the first event
+    else:
+        models = {(await sdk.chat.completions.create(model="openai/gpt-4o", messages=MESSAGES)).model}
+    assert models == {"gpt-4o-2024-08-06"}  # the upstream's own name, a dated snapshot
+    [line] = [entry for entry in access_lines(capfd) if entry["path"] == "/v1/chat/completions"]
+    assert (line["model"], line["upstream_model"]) == ("openai/gpt-4o", "gpt-4o")
+
+
+@respx.mock
+async def test_a_fallback_that_answered_is_the_model_named(capfd: pytest.CaptureFixture[str]) -> None:
+    respx.post(f"{OPENAI}/chat/completions").mock(return_value=httpx.Response(503, json={"error": {"message": "no"}}))
+    respx.post("http://ollama.test:11434/api/chat").mock(side_effect=streamed(fixture("ollama_text.ndjson"), 5))
+    alias = ModelConfig(deployments=[Deployment("openai", "gpt-4o"), Deployment("ollama", "qwen3:8b")], retries=0)
+    config = msgspec.structs.replace(CONFIG, models={"smart": alias})
+    http = sdk_http(create_app(config))
+    async with http, openai.AsyncOpenAI(base_url="http://gateway.test/v1", api_key="x", http_client=http) as client:
+        answer = await client.chat.completions.create(model="smart", messages=MESSAGES)
+        anthropic_client = anthropic.AsyncAnthropic(base_url="http://gateway.test", api_key="x", http_client=http)
+        messages = await anthropic_client.messages.create(model="smart", max_tokens=50, messages=MESSAGES)
+        response = await client.responses.create(model="smart", input="hi", store=False)
+    assert (answer.model, messages.model, response.model) == ("qwen3", "qwen3", "qwen3")
+    lines = [entry for entry in access_lines(capfd) if entry.get("model") == "smart"]
+    assert [(line["fallback"], line["deployment"]) for line in lines] == [(True, "ollama/qwen3:8b")] * 3
 
 
 @pytest.mark.parametrize("stream", [True, False])

@@ -43,6 +43,7 @@ from providers.base import (
     ProviderError,
     Start,
     StreamTruncatedError,
+    UpstreamModel,
 )
 from providers.request import ChatRequest
 from providers.router import Plan
@@ -103,6 +104,8 @@ class Exchange:
         self.error: ProviderError | None = None  # the last attempt's failure
         self.answered = False  # the attempt's upstream answered (its headers came)
         self.silent = False  # the last attempt failed without a first token: timed out, or died after answering
+        self.served = ticket.chat.model  # the model answering: the deployment's, then the upstream's own name
+        self.opening_due = False  # the upstream answered; its opening frame goes out with its first event
 
     async def serve(self, outlet: Outlet, request_id: str) -> None:
         """Runs the exchange into ``outlet``; returns quietly when the client cancelled it."""
@@ -172,15 +175,18 @@ class Exchange:
     async def attempts(self) -> None:
         """Each deployment in the balancer's order, until one answers; see ``on``."""
         retries = self.plan.retries if self.plan.retries is not None else self.reliability.retries
-        order = self.services.balancer.order(self.usable_deployments(), self.plan.strategy)
-        for position, deployment in enumerate(order):
-            outcome = await self.on(deployment, position, retries, alone=len(order) == 1)
+        usable = self.usable_deployments()
+        order = self.services.balancer.order(usable, self.plan.strategy)
+        # The alias's first choice: for "fallback", its first deployment even while that one cools down.
+        primary = usable[0] if self.plan.strategy == "fallback" else order[0]
+        for deployment in order:
+            outcome = await self.on(deployment, deployment != primary, retries, alone=len(order) == 1)
             if outcome != "next":
                 return
         assert self.error is not None
         await self.fail(ApiError.from_provider(self.hinted(self.error)))
 
-    async def on(self, deployment: Deployment, position: int, retries: int, *, alone: bool) -> str:
+    async def on(self, deployment: Deployment, fallback: bool, retries: int, *, alone: bool) -> str:
         """Attempts on one deployment: ``done`` (answered, or failed for good), ``next`` (try the next one)
         or ``out_of_time``.
 
@@ -196,7 +202,7 @@ class Exchange:
                     return "out_of_time"
                 self.record.retries += 1
                 self.record.retry_kinds.append(self.error.code)
-            self.record.fallback = position > 0
+            self.record.fallback = fallback
             try:
                 await self.attempt(deployment)
                 return "done"
@@ -239,6 +245,7 @@ class Exchange:
         self.record.deployment = f"{deployment.provider}/{deployment.model}"
         self.record.provider, self.record.upstream_model = deployment.provider, deployment.model
         events = self.events(deployment)
+        self.answered_by(deployment.model)
         if self.turn is not None:
             events = self.turn.capture(events, verbatim=isinstance(self.encoder, VerbatimEncoder))
         self.phase, self.answered, self.silent = "connecting", False, False
@@ -290,8 +297,15 @@ class Exchange:
         encoder = self.encoder
         try:
             async for event in events:
-                if type(event) is Start:
+                kind = type(event)
+                if kind is Start:
                     await self.on_start()
+                    continue
+                if kind is UpstreamModel:
+                    self.answered_by(event.name)  # type: ignore[union-attr]  # the type was just checked
+                if self.opening_due:  # after the upstream's first event, which may name its model
+                    await self.send_opening()
+                if kind is UpstreamModel:
                     continue
                 if isinstance(event, CONTENT_EVENTS):
                     self.mark_content()
@@ -324,6 +338,8 @@ class Exchange:
             await events.aclose()
         if answer.finish is None:
             raise StreamTruncatedError
+        if answer.model is not None:
+            self.answered_by(answer.model)
         self.record.account(answer.usage, answer.finish)
         headers = [(b"content-type", b"application/json"), *self.deployment_header()]
         body = answer.verbatim if answer.verbatim is not None else self.dialect.whole(answer, self.summary())
@@ -332,21 +348,30 @@ class Exchange:
         await self.outlet.respond(200, headers, body)
         self.ended()
 
+    def answered_by(self, model: str) -> None:
+        """The model the client is told answered: the deployment's, then the upstream's own name for it."""
+        self.served = model
+        self.encoder.serve(model)
+
     def mark_content(self) -> None:
         if self.deadlines.content():
             self.phase = "streaming" if self.chat.stream else self.phase
             self.record.mark_first_token()
 
     async def on_start(self) -> None:
+        """The upstream answered: the status goes now, the opening with the upstream's first event."""
         self.answered = True
         if not self.outlet.committed:
             await self.commit(self.deployment_header())
-        if not self.opened:
-            opening = self.encoder.opening()
-            if opening is not None:
-                self.opened = True
-                await self.write(opening)
+        self.opening_due = not self.opened
         self.phase = "waiting_first_token"
+
+    async def send_opening(self) -> None:
+        self.opening_due = False
+        opening = self.encoder.opening()
+        if opening is not None:
+            self.opened = True
+            await self.write(opening)
 
     async def commit(self, headers: Headers) -> None:
         self.record.streamed = True
@@ -366,7 +391,7 @@ class Exchange:
 
     def summary(self) -> Summary:
         duration = round((time.perf_counter() - self.record.start) * 1000, 2)
-        return Summary(self.ticket.answer_id, self.chat.model, self.provider_name(), self.record.ttft_ms, duration)
+        return Summary(self.ticket.answer_id, self.served, self.provider_name(), self.record.ttft_ms, duration)
 
     async def fail(self, error: ApiError) -> None:
         """Before the status is committed, an error response with its own status; after, an error event."""

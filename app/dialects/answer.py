@@ -16,6 +16,7 @@ from providers.base import (
     ToolCallStart,
     ToolResult,
     ToolRun,
+    UpstreamModel,
     Usage,
     Verbatim,
 )
@@ -113,6 +114,7 @@ class AnswerBuilder:
         self.tool_runs: list[tuple[int, int, ToolRun]] = []
         self.tool_results: dict[str, ToolResult] = {}
         self.verbatim: bytes | None = None  # the whole answer as an upstream of the client's dialect sent it
+        self.model: str | None = None  # the upstream's own name for the model that answered
 
     def add(self, event: Event) -> None:
         match event:
@@ -132,6 +134,8 @@ class AnswerBuilder:
                 self.finish, self.stop_sequence = reason, stop_sequence
             case Start():
                 pass
+            case UpstreamModel(name=name):
+                self.model = name
             case ToolRun():
                 answered = bool(self.tool_runs) and self.tool_runs[-1][2].id in self.tool_results
                 round_ = (self.tool_runs[-1][0] + answered) if self.tool_runs else 0

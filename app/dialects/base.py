@@ -40,6 +40,10 @@ class StreamEncoder(Protocol):
     @property
     def finish(self) -> FinishReason | None: ...
 
+    def serve(self, model: str) -> None:
+        """The model answering from now on (the deployment's, then the upstream's own name for it):
+        the frames after this name it."""
+
     def opening(self) -> bytes | None:
         """The frame sent once the upstream has answered, before any content (OpenAI's role chunk)."""
 

@@ -107,6 +107,9 @@ class TextCompletionEncoder(EndingView):
         choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
         return b"data: " + ENCODER.encode({**self.head, "choices": [choice]}) + b"\n\n"
 
+    def serve(self, model: str) -> None:
+        self.head["model"] = model
+
     def opening(self) -> bytes | None:
         return None
 

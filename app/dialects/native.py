@@ -124,6 +124,9 @@ class NativeEncoding:
         """One named event on the wire; the one thing the native encoders do differently."""
         raise NotImplementedError
 
+    def serve(self, model: str) -> None:
+        return None  # the model is in the closing event, from the exchange's summary
+
     def opening(self) -> bytes | None:
         return None
 

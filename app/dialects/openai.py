@@ -99,23 +99,28 @@ class ChunkEncoder:
     """Encodes one stream's events; ``finished`` turns true once a finish reason was sent."""
 
     def __init__(self, completion_id: str, created: int, model: str, *, include_usage: bool):
+        self.completion_id, self.created = completion_id, created
+        self.open_tail = b',"logprobs":null,"finish_reason":null}]}\n\n'
+        self.include_usage = include_usage
+        self.usage: Usage | None = None
+        self.finish: FinishReason | None = None
+        self.serve(model)
+
+    def serve(self, model: str) -> None:
+        """The frames' fixed bytes, made once per model rather than per chunk."""
         head = b"".join(
             (
                 b'data: {"id":',
-                encode(completion_id),
+                encode(self.completion_id),
                 b',"object":"chat.completion.chunk","created":',
-                str(created).encode(),
+                str(self.created).encode(),
                 b',"model":',
                 encode(model),
                 b',"system_fingerprint":null,"choices":[',
             )
         )
         self.choice = head + b'{"index":0,"delta":'
-        self.open_tail = b',"logprobs":null,"finish_reason":null}]}\n\n'
         self.usage_head = head + b'],"usage":'
-        self.include_usage = include_usage
-        self.usage: Usage | None = None
-        self.finish: FinishReason | None = None
 
     @property
     def finished(self) -> bool:

@@ -23,6 +23,9 @@ class VerbatimEncoder(EndingView):
         self.opened = opened
         self.ending = Ending()
 
+    def serve(self, model: str) -> None:
+        self.framing.serve(model)  # for the error event; the upstream's bytes name their own model
+
     def opening(self) -> bytes | None:
         return None  # the upstream's opening comes among its bytes
 

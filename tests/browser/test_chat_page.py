@@ -30,7 +30,7 @@ def test_an_answer_streams_token_by_token(page: Page, gateway: Start) -> None:
     expect(partial).to_contain_text("one")
     assert "six" not in partial.inner_text()  # seen before the answer was complete
     expect(partial).to_have_text("one two three four five six")
-    expect(last_answer(page).locator(".meta")).to_contain_text("slow-echo · TTFT")
+    expect(last_answer(page).locator(".meta")).to_contain_text("echo:delay_ms=150 · TTFT")  # the model that answered
     expect(last_answer(page).locator(".meta")).to_contain_text("tok/s")
     expect(page.locator("#status")).to_have_text("Idle")
     expect(page.locator("#send")).to_have_text("Send")
@@ -67,7 +67,7 @@ def test_switching_models_and_the_choice_survives_a_reload(page: Page, gateway: 
     page.goto(gateway().url)
     page.select_option("#model", "slow-echo")
     ask(page, "first")
-    expect(last_answer(page).locator(".meta")).to_contain_text("slow-echo")
+    expect(last_answer(page).locator(".meta")).to_contain_text("echo:delay_ms=150")  # the alias slow-echo answered
     page.select_option("#model", "echo")
     ask(page, "second")
     expect(page.locator(".message.assistant").nth(1).locator(".meta")).to_contain_text("echo · TTFT")

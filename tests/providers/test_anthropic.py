@@ -23,6 +23,7 @@ from providers.base import (
     ToolCallDelta,
     ToolCallStart,
     UpstreamAuthError,
+    UpstreamModel,
     UpstreamUnavailableError,
     Usage,
 )
@@ -47,6 +48,7 @@ def test_text_and_tools_with_pings_padding_and_a_call_without_arguments() -> Non
         mapper,
         fixture("anthropic_tool.sse"),
         [
+            UpstreamModel("claude-sonnet-4-20250514"),
             TextDelta("I"),
             TextDelta("'ll check the weather in Paris for you."),
             ToolCallStart(0, "toolu_01NRLabsLyVHZPKxbKvkfSMn", "get_weather"),
@@ -62,6 +64,7 @@ def test_text_and_tools_with_pings_padding_and_a_call_without_arguments() -> Non
 
 def test_thinking_and_usage_restated_in_message_delta() -> None:
     assert run(mapper, [fixture("anthropic_thinking.sse")]) == [
+        UpstreamModel("claude-sonnet-4-20250514"),
         ReasoningDelta("The user wants"),
         ReasoningSignature("Eu8BCkYICxgCKkBR=="),
         TextDelta("Hello"),

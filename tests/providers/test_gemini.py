@@ -22,6 +22,7 @@ from providers.base import (
     ToolCallDelta,
     ToolCallStart,
     UpstreamAuthError,
+    UpstreamModel,
     UpstreamUnavailableError,
     Usage,
 )
@@ -31,6 +32,7 @@ from tests.providers.streams import assert_same_in_any_pieces, decode, fixture, 
 BASE = "https://gemini.test/v1beta/models/gemini-2.5-flash"
 FLASH = Deployment("gemini", "gemini-2.5-flash")
 TEXT_EVENTS: list[Event] = [
+    UpstreamModel("gemini-2.5-flash"),
     TextDelta("Okay, let's create"),
     TextDelta(" Tetris \u2028 éé"),
     TextDelta(", sound, high scores."),
@@ -54,7 +56,8 @@ def test_crlf_text_in_any_pieces_with_text_in_the_finish_chunk() -> None:
 
 
 def test_thoughts_and_whole_function_calls_get_ids_and_json_arguments() -> None:
-    events = run(mapper, [fixture("gemini_tool.sse")])
+    model, *events = run(mapper, [fixture("gemini_tool.sse")])
+    assert model == UpstreamModel("gemini-2.5-flash")
     assert events[0] == ReasoningDelta("**Checking**")
     weather, time = events[1], events[3]
     assert isinstance(weather, ToolCallStart)

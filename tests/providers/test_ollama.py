@@ -19,6 +19,7 @@ from providers.base import (
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
+    UpstreamModel,
     Usage,
 )
 from providers.catalog import ollama_url
@@ -44,6 +45,7 @@ def test_thinking_text_and_usage_in_any_pieces() -> None:
         mapper,
         fixture("ollama_text.ndjson"),
         [
+            UpstreamModel("qwen3"),
             ReasoningDelta("Okay"),
             ReasoningDelta(", count."),
             TextDelta("The <sky>"),
@@ -55,7 +57,8 @@ def test_thinking_text_and_usage_in_any_pieces() -> None:
 
 
 def test_whole_tool_calls_with_and_without_ids_and_no_final_newline() -> None:
-    events = run(mapper, [fixture("ollama_tool.ndjson")])
+    model, *events = run(mapper, [fixture("ollama_tool.ndjson")])
+    assert model == UpstreamModel("llama3.2")
     assert events[0] == ToolCallStart(0, "call_k3m9x2qa", "get_weather")
     assert events[1] == ToolCallDelta(0, '{"city":"Tokyo"}')
     second = events[2]

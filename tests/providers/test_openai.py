@@ -22,6 +22,7 @@ from providers.base import (
     ToolCallDelta,
     ToolCallStart,
     UpstreamAuthError,
+    UpstreamModel,
     UpstreamProtocolError,
     UpstreamUnavailableError,
     Usage,
@@ -32,6 +33,7 @@ from tests.providers.streams import assert_same_in_any_pieces, fixture, run, str
 
 URL = "https://api.test/v1/chat/completions"
 TEXT_EVENTS: list[Event] = [
+    UpstreamModel("gpt-4o-2024-08-06"),  # from the first chunk only, though every chunk repeats it
     TextDelta("I'm"),
     TextDelta(" unable \u2028 été 🙂"),
     TextDelta("."),
@@ -63,6 +65,7 @@ def test_parallel_tool_calls_keyed_by_an_index_that_starts_at_1_over_crlf() -> N
         mapper,
         fixture("openai_tools.sse"),
         [
+            UpstreamModel("gpt-4o-2024-08-06"),
             ToolCallStart(0, "call_4XzlGBLtUe9dy3GVNV4jhq7h", "get_weather"),
             ToolCallDelta(0, '{"city'),
             ToolCallDelta(0, '":"New York City"}'),
@@ -76,6 +79,7 @@ def test_parallel_tool_calls_keyed_by_an_index_that_starts_at_1_over_crlf() -> N
 
 def test_reasoning_content_and_usage_in_the_finish_chunk() -> None:
     assert run(mapper, [fixture("openai_reasoning.sse")]) == [
+        UpstreamModel("deepseek-reasoner"),
         ReasoningDelta("We"),
         ReasoningDelta(" think"),
         TextDelta("The"),

@@ -23,6 +23,7 @@ from providers.base import (
     Start,
     StreamTruncatedError,
     TextDelta,
+    UpstreamModel,
     UpstreamUnavailableError,
     Usage,
 )
@@ -81,6 +82,7 @@ async def events_from(transport: str, base_url: str) -> list[Event]:
 
 EXPECTED: list[Event] = [
     Start(),
+    UpstreamModel("gpt-4o-2024-08-06"),
     TextDelta("I'm"),
     TextDelta(" unable \u2028 été 🙂"),
     TextDelta("."),

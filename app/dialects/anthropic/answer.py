@@ -119,6 +119,9 @@ class MessagesEncoder(EndingView):
         self.delta_head = b""  # the open block's delta frame, up to its text
         self.ending = Ending()
 
+    def serve(self, model: str) -> None:
+        self.model = model
+
     def opening(self) -> bytes:
         message: dict[str, Any] = {
             "id": self.message_id,

@@ -102,7 +102,11 @@ class ResponsesEncoder(EndingView):
         return b"event: %s\ndata: %s\n\n" % (name.encode(), body)
 
     def response(self, status: str, **fields: Any) -> dict[str, Any]:
+        fields.setdefault("model", self.dialect.model)
         return response_object(self.response_id, self.created_at, self.chat, status, self.output, **fields)
+
+    def serve(self, model: str) -> None:
+        self.dialect.model = model
 
     def opening(self) -> bytes:
         created = self.response("in_progress", usage=None)
@@ -262,6 +266,7 @@ class Responses:
     def __init__(self, chat: ChatRequest):
         self.chat = chat
         self.created_at = int(time.time())
+        self.model = chat.model  # the model that answers, once one does
         self.final: dict[str, Any] | None = None  # the last response object the client was sent
 
     def stream(self, chat: ChatRequest, answer_id: str) -> ResponsesEncoder:
@@ -271,7 +276,7 @@ class Responses:
         assert answer.finish is not None
         status, _, details = ending_status(answer.finish)
         output = whole_output(answer, freeform_tools(self.chat))
-        body = response_object(summary.message_id, self.created_at, self.chat, status, output)
+        body = response_object(summary.message_id, self.created_at, self.chat, status, output, model=summary.model)
         self.final = {**body, "usage": usage_out(answer.usage), "incomplete_details": details}
         return ENCODER.encode(self.final)
 
@@ -283,7 +288,7 @@ class Responses:
         output = whole_output(answer, freeform_tools(self.chat))
         status = "cancelled" if outcome == "cancelled" else "failed"
         failure = {"code": error, "message": "The answer failed before it was complete."} if error else None
-        body = response_object(answer_id, self.created_at, self.chat, status, output, error=failure)
+        body = response_object(answer_id, self.created_at, self.chat, status, output, error=failure, model=self.model)
         return ENCODER.encode({**body, "usage": usage_out(answer.usage)})
 
     def error_response(self, error: ApiError, request_id: str) -> Response:
