@@ -266,9 +266,38 @@ class TestRetriesAndFallbacks:
             )
             assert response.json()["model"] == "fake"  # the fake vendor's own name for what answered
         assert vendor.requests[bad] == 1
-        output = capfd.readouterr().out
+        output, deadline = "", time.monotonic() + 2
+        while output.count('"model":"cooling"') < 2 and time.monotonic() < deadline:  # written after the body
+            output += capfd.readouterr().out
+            time.sleep(0.01)
         lines = [orjson.loads(line) for line in output.splitlines() if '"model":"cooling"' in line]
         assert [(line["fallback"], line["deployment"]) for line in lines] == [(True, f"backup/{good}")] * 2
+
+    async def test_the_breaker_serves_from_the_fallback_probes_once_and_returns(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient
+    ) -> None:
+        flaky, good = scenario("status", code=503, times=2), scenario("ok")  # fails twice, then answers
+        alias = ModelConfig(deployments=[Deployment("openai", flaky), Deployment("backup", good)], retries=0)
+        server = gateway({"flaky": alias}, cooldown=Cooldown(failures=1, seconds=0.4))
+        url = f"{server.url}/v1/chat/completions"
+
+        async def ask() -> str:
+            response = await client.post(url, json={**body(good, stream=False), "model": "flaky"})
+            assert response.status_code == 200
+            return str(response.headers["x-gateway-deployment"]).partition("/")[0]
+
+        async def state() -> float:
+            return sample((await client.get(f"{server.url}/metrics")).text, "gateway_circuit_state", model=flaky)
+
+        served = [await ask(), await ask()]  # the first fails over and opens the circuit; the second skips it
+        assert (served, vendor.requests[flaky], await state()) == (["backup", "backup"], 1, 2)
+        await asyncio.sleep(0.5)
+        assert await state() == 1  # half-open: the next request is the probe
+        served = [await ask(), await ask()]  # the probe fails (its second 503): open again
+        assert (served, vendor.requests[flaky]) == (["backup", "backup"], 2)
+        await asyncio.sleep(0.5)
+        served = [await ask(), await ask(), await ask()]  # the probe answers: closed, and back to it
+        assert (served, vendor.requests[flaky], await state()) == (["openai"] * 3, 5, 0)
 
     async def test_round_robin_spreads_requests(
         self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from app import __version__
 from app.dialects.anthropic import MESSAGES
 from app.errors import ERROR_WRITER_KEY, ApiError
-from app.ops.metrics import multiprocess_dir
+from app.ops.metrics import circuits, multiprocess_dir
 from app.services import services_of
 from app.tools.registry import registry_of
 
@@ -99,6 +99,7 @@ async def get_openapi_spec(request: Request) -> Response:
 
 
 async def get_metrics(request: Request) -> Response:
+    circuits(services_of(request).balancer.circuits())
     registry = REGISTRY
     if multiprocess_dir():
         registry = CollectorRegistry()

@@ -8,6 +8,7 @@ Label values are bounded: unknown routes become ``other`` and unresolved models 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, multiprocess
 
@@ -26,6 +27,13 @@ DURATION = Histogram(
 )
 TOKENS = Counter("gateway_tokens", "Tokens in (prompt) and out (completion)", ["direction", "provider"])
 ACTIVE = Gauge("gateway_active_streams", "Chat requests in flight", multiprocess_mode="livesum")
+CIRCUIT = Gauge(
+    "gateway_circuit_state",
+    "Each deployment's circuit in this worker: 0 closed, 1 half-open (probing), 2 open (cooling down)",
+    ["provider", "model"],
+    multiprocess_mode="livemax",
+)
+CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 UPSTREAM_ERRORS = Counter("gateway_upstream_errors", "Failures that ended a request, by kind", ["provider", "kind"])
 RETRIES = Counter("gateway_upstream_retries", "Retries of an upstream call, by what failed", ["provider", "kind"])
 CANCELLED = Counter("gateway_cancelled_streams", "Requests the client left before the end", ["route", "phase"])
@@ -60,6 +68,12 @@ def observe(
         RETRIES.labels(who, kind).inc()
     if cancelled is not None:
         CANCELLED.labels(route, cancelled).inc()
+
+
+def circuits(states: Iterable[tuple[tuple[str, str, str], str]]) -> None:
+    """Each deployment's circuit, read from the balancer when /metrics is scraped (not per request)."""
+    for (provider, model, _), circuit in states:
+        CIRCUIT.labels(provider, model).set(CIRCUIT_VALUES[circuit])
 
 
 def multiprocess_dir() -> str | None:
