@@ -195,6 +195,13 @@ def check_providers(config: GatewayConfig, providers: Collection[str]) -> None:
                     f"Config key models.{name}.mcp names MCP server {server!r}, which is not under mcp_servers "
                     f"(configured: {known})."
                 )
+        for larger in alias.context_fallbacks:
+            prefix, slash, _ = larger.partition("/")
+            if larger == name or not (larger in config.models or (slash and prefix in providers)):
+                raise ConfigError(
+                    f"Config key models.{name}.context_fallbacks names {larger!r}, which is neither another alias "
+                    "nor a provider/model name of a provider this gateway knows."
+                )
         for deployment in alias.deployment_list():
             if deployment.provider not in providers:
                 raise ConfigError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import math
 import os
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ import httpx
 import msgspec
 
 from providers.base import (
+    ContextLengthError,
     Deployment,
     Event,
     InvalidRequestError,
@@ -158,8 +160,28 @@ def status_error(
     provider: str, status: int, body: bytes, headers: Mapping[str, str], read_error: ErrorReader
 ) -> ProviderError:
     vendor = read_error(body)
+    if status in (400, 413, 422) and TOO_LONG.search(body):
+        return too_long(provider, vendor.message)
     retry_after = vendor.retry_after or retry_after_from(headers)
     return error_for(provider, 401 if vendor.auth else status, vendor.message, f"HTTP {status}", retry_after)
+
+
+# Each vendor's way of saying that the prompt does not fit: OpenAI's code (and the Responses API's),
+# vLLM's and llama.cpp's words, Anthropic's, Gemini's, Ollama's.
+TOO_LONG = re.compile(
+    rb"context_length_exceeded|maximum context length|context window|exceeds? the context|prompt is too long"
+    rb"|input token count .{0,40}exceeds|exceeds the maximum number of tokens|input length exceeds",
+    re.IGNORECASE,
+)
+
+
+def too_long(provider: str, message: str | None) -> ContextLengthError:
+    said = f": {message}" if message else ""
+    return ContextLengthError(
+        f"{provider} says the prompt does not fit the model's context window{said}. Shorten the conversation, or "
+        "use a model with a larger window (an alias's context_fallbacks send it there).",
+        param="messages",
+    )
 
 
 # In-band errors name a kind, not a status: the first fragment found in the kind picks the status.
@@ -184,6 +206,8 @@ def in_band_error(provider: str, message: str | None, kind: str | int | None) ->
         status = kind
     else:
         lowered = (kind or "").lower()
+        if "context_length" in lowered:
+            return too_long(provider, message)
         status = next((code for fragment, code in KIND_STATUS if fragment in lowered), 502)
     return error_for(provider, status, message, "in its stream", None)
 

@@ -221,6 +221,12 @@ class InvalidRequestError(ProviderError):
     code = "invalid_request"
 
 
+class ContextLengthError(InvalidRequestError):
+    """The prompt does not fit the model's context window: an alias's ``context_fallbacks`` take it."""
+
+    code = "context_length_exceeded"
+
+
 class ModelNotFoundError(ProviderError):
     status = 404
     type = "invalid_request_error"

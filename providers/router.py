@@ -27,6 +27,8 @@ class ModelConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     timeouts: Timeouts | None = None
     retries: Annotated[int, msgspec.Meta(ge=0, le=10)] | None = None
     mcp: list[str] = []  # MCP servers (under mcp_servers) whose tools this alias offers the model
+    # Where a prompt that does not fit goes, in order: aliases or provider/model names with larger windows.
+    context_fallbacks: list[Annotated[str, msgspec.Meta(min_length=1)]] = []
 
     def __post_init__(self) -> None:
         single = self.provider is not None and self.model is not None
@@ -49,6 +51,7 @@ class Plan(msgspec.Struct, frozen=True):
     timeouts: Timeouts | None = None
     retries: int | None = None
     mcp: tuple[str, ...] = ()  # MCP servers whose tools the model is offered
+    context_fallbacks: tuple[str, ...] = ()  # model names for a prompt too long for these deployments
 
 
 class ModelInfo(msgspec.Struct, frozen=True):
@@ -85,7 +88,14 @@ class Router:
         if alias is None:
             plan = Plan([self.deployment_for(name)])
         else:
-            plan = Plan(alias.deployment_list(), alias.strategy, alias.timeouts, alias.retries, tuple(alias.mcp))
+            plan = Plan(
+                alias.deployment_list(),
+                alias.strategy,
+                alias.timeouts,
+                alias.retries,
+                tuple(alias.mcp),
+                tuple(alias.context_fallbacks),
+            )
         usable = [d for d in plan.deployments if d.provider in self.providers]
         if not usable:
             missing = plan.deployments[0].provider

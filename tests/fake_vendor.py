@@ -14,6 +14,7 @@ The behaviour comes from the model name the gateway forwards, as ``name:key=valu
     keepalives                                    headers, then only ": keep-alive" comments, forever
     endless (delay_ms)                            tokens forever
     status (code, times, retry_after)             ``code`` for the first ``times`` requests, then ok
+    too_long (style)                              a 400 saying the prompt does not fit: openai, anthropic, vllm
     garbage / html / wrong_type / huge_line       hostile bodies
 """
 
@@ -123,6 +124,10 @@ class Connection(asyncio.Protocol):
         if name == "status" and self.vendor.requests[self.model] <= number("times", 1):
             await self.status(int(number("code", 503)), options.get("retry_after"))
             return
+        if name == "too_long":
+            body = TOO_LONG[options.get("style", "openai")]
+            self.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+            return
         if name == "echo_auth":  # as OpenAI does, repeating (part of) the key it refused
             body = b'{"error":{"message":"Incorrect API key provided: %s"}}' % self.authorization
             self.write(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
@@ -174,6 +179,14 @@ class Connection(asyncio.Protocol):
         )
 
 
+TOO_LONG = {  # each vendor's way of saying the prompt does not fit
+    "openai": b'{"error":{"message":"This model\'s maximum context length is 128000 tokens.","type":"invalid_request_error",'
+    b'"param":"messages","code":"context_length_exceeded"}}',
+    "anthropic": b'{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens '
+    b'> 200000 maximum"}}',
+    "vllm": b'{"object":"error","message":"This model\'s maximum context length is 8192 tokens. However, you requested '
+    b'9000 tokens.","type":"BadRequestError","code":400}',
+}
 HOSTILE = {
     "html": b"HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\ncontent-length: 44\r\n\r\n<html><body>502 Bad Gateway</body></html>\n\n\n",
     "wrong_type": b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 21\r\n\r\n<html>welcome!</html>",

@@ -269,7 +269,7 @@ class TestRetriesAndFallbacks:
         output, deadline = "", time.monotonic() + 2
         while output.count('"model":"cooling"') < 2 and time.monotonic() < deadline:  # written after the body
             output += capfd.readouterr().out
-            time.sleep(0.01)
+            await asyncio.sleep(0.01)
         lines = [orjson.loads(line) for line in output.splitlines() if '"model":"cooling"' in line]
         assert [(line["fallback"], line["deployment"]) for line in lines] == [(True, f"backup/{good}")] * 2
 
@@ -278,7 +278,7 @@ class TestRetriesAndFallbacks:
     ) -> None:
         flaky, good = scenario("status", code=503, times=2), scenario("ok")  # fails twice, then answers
         alias = ModelConfig(deployments=[Deployment("openai", flaky), Deployment("backup", good)], retries=0)
-        server = gateway({"flaky": alias}, cooldown=Cooldown(failures=1, seconds=0.4))
+        server = gateway({"flaky": alias}, cooldown=Cooldown(failures=1, seconds=1.0))  # long beside two asks
         url = f"{server.url}/v1/chat/completions"
 
         async def ask() -> str:
@@ -291,13 +291,37 @@ class TestRetriesAndFallbacks:
 
         served = [await ask(), await ask()]  # the first fails over and opens the circuit; the second skips it
         assert (served, vendor.requests[flaky], await state()) == (["backup", "backup"], 1, 2)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.1)
         assert await state() == 1  # half-open: the next request is the probe
         served = [await ask(), await ask()]  # the probe fails (its second 503): open again
         assert (served, vendor.requests[flaky]) == (["backup", "backup"], 2)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.1)
         served = [await ask(), await ask(), await ask()]  # the probe answers: closed, and back to it
         assert (served, vendor.requests[flaky], await state()) == (["openai"] * 3, 5, 0)
+
+    @pytest.mark.parametrize("style", ["openai", "anthropic", "vllm"])
+    async def test_a_prompt_too_long_goes_to_the_context_fallback_and_is_never_retried_unchanged(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient, style: str
+    ) -> None:
+        small, other, big = scenario("too_long", style=style), scenario("ok"), scenario("ok")
+        aliases = {
+            "small": ModelConfig(
+                deployments=[Deployment("openai", small), Deployment("backup", other)], context_fallbacks=["big"]
+            ),
+            "big": ModelConfig("backup", big),
+            "only": ModelConfig("openai", small),
+        }
+        server = gateway(aliases, retries=3)
+        url = f"{server.url}/v1/chat/completions"
+        response = await client.post(url, json={**body(big, stream=False), "model": "small"})
+        assert response.status_code == 200
+        assert response.headers["x-gateway-deployment"] == f"backup/{big}"
+        assert (vendor.requests[small], vendor.requests[other], vendor.requests[big]) == (1, 0, 1)
+        alone = await client.post(url, json={**body(big, stream=False), "model": "only"})
+        assert alone.status_code == 400
+        assert alone.json()["error"]["code"] == "context_length_exceeded"
+        assert "context window" in alone.json()["error"]["message"]
+        assert vendor.requests[small] == 2  # one more request, not retried
 
     async def test_round_robin_spreads_requests(
         self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient

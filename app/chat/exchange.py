@@ -37,6 +37,7 @@ from app.services import Services
 from app.tools.loop import ToolLoop
 from providers.base import (
     CONTENT_EVENTS,
+    ContextLengthError,
     Deployment,
     Event,
     Original,
@@ -173,22 +174,42 @@ class Exchange:
             self.attempt_task.cancel()
 
     async def attempts(self) -> None:
-        """Each deployment in the balancer's order, until one answers; see ``on``."""
-        retries = self.plan.retries if self.plan.retries is not None else self.reliability.retries
-        usable = self.usable_deployments()
-        order = self.services.balancer.order(usable, self.plan.strategy)
+        """The plan's deployments until one answers (see ``on``); a prompt too long for them goes to the
+        alias's context fallbacks, in order, and without them it is the upstream's clean 400."""
+        outcome = await self.through(self.plan, larger=False)
+        for name in self.plan.context_fallbacks if outcome == "too_long" else ():
+            try:
+                plan = self.services.router.resolve(name)
+            except ProviderError:
+                continue  # its provider is not enabled here; start-up checked the name itself
+            self.plan = plan
+            self.record.notes = {**(self.record.notes or {}), "context_fallback": name}
+            outcome = await self.through(plan, larger=True)
+            if outcome != "too_long":
+                break
+        if outcome in ("next", "too_long"):
+            assert self.error is not None
+            await self.fail(ApiError.from_provider(self.hinted(self.error)))
+
+    async def through(self, plan: Plan, *, larger: bool) -> str:
+        """Each of the plan's deployments in the balancer's order, until one ends the exchange."""
+        retries = plan.retries if plan.retries is not None else self.reliability.retries
+        usable = self.usable_deployments(plan)
+        if not usable:  # a context fallback that cannot take what only the client's dialect carries
+            return "too_long"
+        order = self.services.balancer.order(usable, plan.strategy)
         # The alias's first choice: for "fallback", its first deployment even while that one cools down.
-        primary = usable[0] if self.plan.strategy == "fallback" else order[0]
+        primary = usable[0] if plan.strategy == "fallback" else order[0]
+        outcome = "next"
         for deployment in order:
-            outcome = await self.on(deployment, deployment != primary, retries, alone=len(order) == 1)
+            outcome = await self.on(deployment, larger or deployment != primary, retries, alone=len(order) == 1)
             if outcome != "next":
-                return
-        assert self.error is not None
-        await self.fail(ApiError.from_provider(self.hinted(self.error)))
+                break
+        return outcome
 
     async def on(self, deployment: Deployment, fallback: bool, retries: int, *, alone: bool) -> str:
-        """Attempts on one deployment: ``done`` (answered, or failed for good), ``next`` (try the next one)
-        or ``out_of_time``.
+        """Attempts on one deployment: ``done`` (answered, or failed for good), ``next`` (try the next one),
+        ``too_long`` (the prompt does not fit: never retried unchanged) or ``out_of_time``.
 
         A fast failure (refused, 5xx, 429) is retried with backoff, ``retries`` times. A silent one
         (no first token in time, or a stream that answered and then died before its first token) moves
@@ -210,6 +231,8 @@ class Exchange:
                 self.error = exc
                 # Once the answer began, a retry would repeat what the client saw, or run tools twice.
                 began = self.deadlines.first_content and (self.chat.stream or self.tools is not None)
+                if isinstance(exc, ContextLengthError) and not began:
+                    return "too_long"
                 if isinstance(exc, NOT_RETRIED) or began:
                     await self.fail(ApiError.from_provider(exc))
                     return "done"
@@ -220,13 +243,13 @@ class Exchange:
     def hinted(self, error: ProviderError) -> ProviderError:
         return with_retry_hint(error, self.reliability, self.record.retries)
 
-    def usable_deployments(self) -> list[Deployment]:
+    def usable_deployments(self, plan: Plan) -> list[Deployment]:
         """The plan's deployments; only those that speak the client's dialect for a request that
-        holds what the gateway cannot translate (the intake made sure there is one)."""
+        holds what the gateway cannot translate (the intake made sure the alias has one)."""
         original, router = self.ticket.original, self.services.router
         if self.ticket.untranslatable is None or original is None:
-            return self.plan.deployments
-        return [d for d in self.plan.deployments if router.same_dialect(d, original.dialect) is not None]
+            return plan.deployments
+        return [d for d in plan.deployments if router.same_dialect(d, original.dialect) is not None]
 
     async def pause(self, error: ProviderError) -> bool:
         """Backoff before a retry: the upstream's Retry-After (capped), else exponential with full jitter.

@@ -34,6 +34,7 @@ class AccessRecord:
         "finish_reason",
         "key_name",
         "model",
+        "notes",
         "provider",
         "retries",
         "retry_kinds",
@@ -66,6 +67,7 @@ class AccessRecord:
         self.key_name: str | None = None  # the gateway key's name, when keys are configured
         self.content: list[dict[str, str]] | None = None  # the request's messages, only with LOG_CONTENT=true
         self.tool_calls: list[dict[str, object]] = []  # MCP tools the gateway ran: server, tool, duration, outcome
+        self.notes: dict[str, object] | None = None  # what else happened: a context fallback, a hedge, a rescue
 
     def account(self, usage: Usage | None, finish_reason: str | None) -> None:
         self.usage, self.finish_reason = usage, finish_reason
@@ -156,6 +158,8 @@ def write_access_log(scope: Scope, record: AccessRecord) -> None:
         fields.update(phase=record.cancelled, delivered_chunks=record.chunks)
     if record.tool_calls:
         fields["tool_calls"] = record.tool_calls
+    if record.notes:
+        fields.update(record.notes)
     if record.content is not None:
         fields["messages"] = record.content
     log.info("request", **fields)

@@ -168,3 +168,18 @@ def test_the_defaults_bound_a_silent_upstream() -> None:
 def test_what_counts_as_asking_for_reasoning(effort: str | None, thinks: bool) -> None:
     chat = CHAT_REQUEST_DECODER.decode(b'{"model":"m","messages":[{"role":"user","content":"x"}]}')
     assert asks_for_reasoning(msgspec.structs.replace(chat, reasoning_effort=effort)) is thinks
+
+
+@pytest.mark.parametrize("larger", ["nowhere", "unknown/model", "small"])
+def test_a_context_fallback_that_names_nothing_known_stops_start_up(larger: str) -> None:
+    config = parse(f"models:\n  small: {{provider: simulated, model: echo, context_fallbacks: [{larger}]}}\n")
+    with pytest.raises(ConfigError, match=r"models\.small\.context_fallbacks names"):
+        check_providers(config, {"simulated"})
+
+
+def test_context_fallbacks_may_name_aliases_and_provider_models() -> None:
+    config = parse(
+        "models:\n  small: {provider: simulated, model: echo, context_fallbacks: [big, simulated/synthetic]}\n"
+        "  big: {provider: simulated, model: echo}\n"
+    )
+    check_providers(config, {"simulated"})

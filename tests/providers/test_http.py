@@ -17,10 +17,12 @@ from providers._http import (
     in_band_error,
     make_client,
     retry_after_from,
+    status_error,
     timed_out,
     upstream_events,
 )
 from providers.base import (
+    ContextLengthError,
     Finish,
     InvalidRequestError,
     ModelNotFoundError,
@@ -243,3 +245,26 @@ def test_only_a_real_timeout_counts_as_one() -> None:
 def test_a_retry_after_that_is_no_number_is_ignored(raw: str) -> None:
     assert retry_after_from({"retry-after": raw}) is None
     assert retry_after_from({"retry-after-ms": raw}) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"error":{"message":"Your input exceeds the context window of this model.","code":"context_length_exceeded"}}',
+        b'{"error":{"code":400,"message":"The input token count (1200000) exceeds the maximum number of tokens '
+        b'allowed (1048576).","status":"INVALID_ARGUMENT"}}',
+        b'{"error":"input length exceeds the context length"}',
+        b'{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens"}}',
+    ],
+)
+def test_each_vendors_way_of_saying_the_prompt_does_not_fit_is_one_error(body: bytes) -> None:
+    error = status_error("up", 400, body, {}, common_error)
+    assert isinstance(error, ContextLengthError)
+    assert (error.status, error.code, error.param) == (400, "context_length_exceeded", "messages")
+
+
+def test_other_rejections_stay_what_they_were() -> None:
+    error = status_error("up", 400, b'{"error":{"message":"temperature must be at most 2"}}', {}, common_error)
+    assert not isinstance(error, ContextLengthError)
+    assert isinstance(error, InvalidRequestError)
+    assert isinstance(in_band_error("up", "too long", "context_length_exceeded"), ContextLengthError)
