@@ -402,6 +402,7 @@ class HttpProvider:
     default_base_url = ""
     accept = "text/event-stream"
     dialect: str | None = None  # the client dialect it also takes as it came (``same_dialect``), if any
+    prefill = False  # whether a final assistant message is continued rather than answered
 
     def __init__(
         self,

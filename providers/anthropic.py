@@ -237,6 +237,7 @@ TOKEN_COUNT_DECODER = msgspec.json.Decoder(TokenCount)
 class AnthropicProvider(HttpProvider):
     default_base_url = DEFAULT_BASE_URL
     dialect = "anthropic"
+    prefill = True  # a final assistant message is continued, not answered: how a rescue asks it to go on
 
     def __init__(self, name: str, client: httpx.AsyncClient, **options: Any):
         super().__init__(name, client, **options)

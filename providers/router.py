@@ -29,6 +29,8 @@ class ModelConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     mcp: list[str] = []  # MCP servers (under mcp_servers) whose tools this alias offers the model
     # Where a prompt that does not fit goes, in order: aliases or provider/model names with larger windows.
     context_fallbacks: list[Annotated[str, msgspec.Meta(min_length=1)]] = []
+    # An answer whose upstream dies after text reached the client: continued by the next deployment, or not.
+    midstream: Literal["rescue", "fail"] = "rescue"
 
     def __post_init__(self) -> None:
         single = self.provider is not None and self.model is not None
@@ -52,6 +54,7 @@ class Plan(msgspec.Struct, frozen=True):
     retries: int | None = None
     mcp: tuple[str, ...] = ()  # MCP servers whose tools the model is offered
     context_fallbacks: tuple[str, ...] = ()  # model names for a prompt too long for these deployments
+    midstream: Literal["rescue", "fail"] = "rescue"
 
 
 class ModelInfo(msgspec.Struct, frozen=True):
@@ -95,6 +98,7 @@ class Router:
                 alias.retries,
                 tuple(alias.mcp),
                 tuple(alias.context_fallbacks),
+                alias.midstream,
             )
         usable = [d for d in plan.deployments if d.provider in self.providers]
         if not usable:

@@ -20,13 +20,25 @@ import pytest
 from app.config import GatewayConfig, Reliability
 from app.main import create_app
 from providers.balancer import Cooldown
-from providers.base import Deployment, Timeouts
+from providers.base import (
+    Deployment,
+    Event,
+    Finish,
+    ReasoningDelta,
+    Start,
+    TextDelta,
+    Timeouts,
+    ToolCallStart,
+    UpstreamUnavailableError,
+    Usage,
+)
 from providers.catalog import ProviderSpec
 from providers.router import ModelConfig
 from tests.app.ops.test_metrics import sample
 from tests.app.test_main import free_port, run_gateway, wait_until_up
-from tests.conftest import LiveServer, LiveServers
+from tests.conftest import LiveServer, LiveServers, asgi_client, make_app
 from tests.fake_vendor import FakeVendor
+from tests.fakes import ScriptedProvider
 
 CLOSE_WITHIN = 0.1  # the target: the upstream sees its connection closed within 100 ms of the client leaving
 ids = itertools.count()
@@ -57,6 +69,7 @@ def gateway(vendor: FakeVendor, live_servers: LiveServers) -> GatewayFactory:
             providers={
                 "openai": ProviderSpec("openai", vendor.url, "sk-fake"),
                 "backup": ProviderSpec("openai", vendor.url, "sk-fake"),
+                "claude": ProviderSpec("anthropic", vendor.url.removesuffix("/v1"), "sk-fake"),  # Messages too
             },
             models=models or {},
         )
@@ -395,6 +408,111 @@ class TestSilentRoutes:
         response = await client.post(f"{gateway().url}/v1/chat/completions", json=body(limited, stream=False))
         assert response.status_code == 429
         assert int(response.headers["retry-after"]) >= 1
+
+
+class TestMidStreamRescue:
+    """An upstream that dies after text reached the client: the next deployment continues the answer."""
+
+    @staticmethod
+    def text_of(raw: bytes) -> str:
+        chunks = [orjson.loads(frame[6:]) for frame in sse_events(raw) if frame.startswith(b"data: {")]
+        return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
+
+    @pytest.mark.parametrize("broken", [("reset", {}), ("truncate", {}), ("stall", {})])
+    async def test_the_fallback_continues_and_the_client_sees_one_answer(
+        self,
+        gateway: GatewayFactory,
+        vendor: FakeVendor,
+        client: httpx.AsyncClient,
+        capfd: pytest.CaptureFixture[str],
+        broken: tuple[str, dict[str, int]],
+    ) -> None:
+        first, rescuer = scenario(broken[0], tokens=2, **broken[1]), scenario("ok", tokens=3)
+        alias = ModelConfig(deployments=[Deployment("openai", first), Deployment("backup", rescuer)])
+        server = gateway({"kept": alias}, timeouts=Timeouts(idle=0.5))
+        _, raw = await stream_all(
+            client, server.url, {**body(first), "model": "kept", "stream_options": {"include_usage": True}}
+        )
+        assert self.text_of(raw) == "tok " * 2 + "tok " * 3  # exactly the partial, then the continuation
+        assert raw.endswith(b"data: [DONE]\n\n")
+        assert raw.count(b'"role":"assistant"') == 1
+        usage = [
+            orjson.loads(f[6:])["usage"] for f in sse_events(raw) if f.startswith(b'data: {"id"') and b'"usage"' in f
+        ]
+        assert usage[-1]["completion_tokens"] == 2 + 2  # the first attempt's two deltas, the rescuer's reported 2
+        continuation = orjson.loads(vendor.bodies[rescuer][-1])["messages"]
+        assert continuation[-2] == {"role": "assistant", "content": "tok tok "}  # no prefill on Chat Completions
+        assert continuation[-1]["role"] == "user"
+        assert "Continue it from exactly where it stopped" in continuation[-1]["content"]
+        rescued = access_line(capfd, "kept")["rescued"]
+        assert (rescued["from"], rescued["by"], rescued["deltas_before"]) == (f"openai/{first}", f"backup/{rescuer}", 2)
+
+    async def test_an_anthropic_fallback_gets_a_prefill(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient
+    ) -> None:
+        first, rescuer = scenario("reset", tokens=2), scenario("ok", tokens=1)
+        alias = ModelConfig(deployments=[Deployment("openai", first), Deployment("claude", rescuer)])
+        _, raw = await stream_all(client, gateway({"kept": alias}).url, {**body(first), "model": "kept"})
+        assert self.text_of(raw) == "tok tok " + "tok "
+        continuation = orjson.loads(vendor.bodies[rescuer][-1])["messages"]
+        # the answer so far, as the start of the assistant's turn, without the whitespace Anthropic refuses there
+        assert continuation[-1] == {"role": "assistant", "content": [{"type": "text", "text": "tok tok"}]}
+
+    async def test_a_fallback_that_refuses_the_continuation_leaves_the_original_error(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient
+    ) -> None:
+        first, refusing = scenario("reset", tokens=2), scenario("status", code=400, times=99)
+        alias = ModelConfig(deployments=[Deployment("openai", first), Deployment("backup", refusing)])
+        _, raw = await stream_all(client, gateway({"kept": alias}).url, {**body(first), "model": "kept"})
+        assert self.text_of(raw) == "tok tok "
+        error = error_of(raw)
+        assert "broke mid-answer" in error["message"]  # the reset, not the fallback's 400
+        assert vendor.requests[refusing] == 1
+
+    async def test_midstream_fail_turns_it_off(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient
+    ) -> None:
+        first, unused = scenario("reset", tokens=2), scenario("ok")
+        alias = ModelConfig(deployments=[Deployment("openai", first), Deployment("backup", unused)], midstream="fail")
+        _, raw = await stream_all(client, gateway({"kept": alias}).url, {**body(first), "model": "kept"})
+        assert error_of(raw)["message"]
+        assert vendor.requests[unused] == 0
+
+
+async def test_a_break_inside_a_tool_call_or_reasoning_is_not_rescued() -> None:
+    broke = UpstreamUnavailableError("the upstream fell over")
+    scripts: list[list[Event | Exception]] = [
+        [Start(), TextDelta("Let me look."), ToolCallStart(0, "call_1", "search"), broke],
+        [Start(), TextDelta("Thinking"), ReasoningDelta("hmm"), broke],
+    ]
+    for script in scripts:
+        first, rescuer = (
+            ScriptedProvider(script, name="first"),
+            ScriptedProvider([Start(), TextDelta("x"), Finish("stop")], name="second"),
+        )
+        alias = ModelConfig(deployments=[Deployment("first", "fake"), Deployment("second", "fake")])
+        app = make_app([first, rescuer], GatewayConfig(models={"m": alias}, reliability=Reliability(retries=0)))
+        async with asgi_client(app) as http:
+            raw = (await http.post("/v1/chat/completions", json={**body("x"), "model": "m"})).content
+        assert error_of(raw)["message"]
+        assert rescuer.requests == []
+
+
+async def test_the_native_complete_event_says_it_was_rescued() -> None:
+    first = ScriptedProvider([Start(), TextDelta("Hello"), UpstreamUnavailableError("gone")], name="first")
+    rescuer = ScriptedProvider([Start(), TextDelta(" world"), Usage(9, 1), Finish("stop")], name="second")
+    alias = ModelConfig(deployments=[Deployment("first", "fake"), Deployment("second", "fake")])
+    app = make_app([first, rescuer], GatewayConfig(models={"m": alias}, reliability=Reliability(retries=0)))
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    async with asgi_client(app) as http:
+        raw = (await http.post("/api/v1/chat", json=chat, headers={"accept": "text/event-stream"})).content
+    lines = [frame.split(b"\n")[1:] for frame in sse_events(raw)]  # id:, then event: and data:
+    events = [(name.removeprefix(b"event: "), data.removeprefix(b"data: ")) for name, data in lines]
+    tokens = [orjson.loads(data)["content"] for name, data in events if name == b"token"]
+    [complete] = [orjson.loads(data) for name, data in events if name == b"complete"]
+    assert "".join(tokens) == "Hello world"
+    assert (complete["rescued"]["from"], complete["rescued"]["by"]) == ("first/fake", "second/fake")
+    assert complete["usage"]["completion_tokens"] == 1 + 1  # one delta before, the rescuer's reported one
 
 
 class TestKeepAlive:

@@ -80,6 +80,11 @@ class Deadlines:
         """Seconds until the total timeout; infinite without one."""
         return self.marks.started + (self.timeouts.total or NEVER) - time.monotonic()
 
+    def restart_idle(self) -> None:
+        """A rescue begins: the continuation's first text is bounded by ``idle`` from now."""
+        self.marks.last_content = time.monotonic()
+        self.poke()
+
     def attempt_over(self) -> None:
         self.marks.in_attempt = False
 

@@ -25,6 +25,7 @@ import structlog
 
 from app.chat.deadlines import Deadlines
 from app.chat.outlets import Headers, HttpOutlet, Outlet
+from app.chat.rescue import Rescue
 from app.chat.retrying import NOT_RETRIED, asks_for_reasoning, retry_delay, with_retry_hint
 from app.conversations.answers import Keeper, Outcome
 from app.dialects.answer import AnswerBuilder
@@ -107,6 +108,8 @@ class Exchange:
         self.silent = False  # the last attempt failed without a first token: timed out, or died after answering
         self.served = ticket.chat.model  # the model answering: the deployment's, then the upstream's own name
         self.opening_due = False  # the upstream answered; its opening frame goes out with its first event
+        rescuable = self.chat.stream and self.tools is None and self.plan.midstream == "rescue"
+        self.rescue = Rescue() if rescuable and len(self.plan.deployments) > 1 else None
 
     async def serve(self, outlet: Outlet, request_id: str) -> None:
         """Runs the exchange into ``outlet``; returns quietly when the client cancelled it."""
@@ -202,10 +205,14 @@ class Exchange:
         primary = usable[0] if plan.strategy == "fallback" else order[0]
         outcome = "next"
         for deployment in order:
+            if self.rescue is not None and self.rescue.active:
+                if f"{deployment.provider}/{deployment.model}" == self.rescue.broken:
+                    continue
+                retries = 0  # a continuation is asked of each deployment once
             outcome = await self.on(deployment, larger or deployment != primary, retries, alone=len(order) == 1)
-            if outcome != "next":
+            if outcome not in ("next", "rescue"):
                 break
-        return outcome
+        return "next" if outcome == "rescue" else outcome
 
     async def on(self, deployment: Deployment, fallback: bool, retries: int, *, alone: bool) -> str:
         """Attempts on one deployment: ``done`` (answered, or failed for good), ``next`` (try the next one),
@@ -231,6 +238,8 @@ class Exchange:
                 self.error = exc
                 # Once the answer began, a retry would repeat what the client saw, or run tools twice.
                 began = self.deadlines.first_content and (self.chat.stream or self.tools is not None)
+                if began and self.rescue is not None and self.encoder is self.framing:
+                    return await self.rescued_or_not(exc, deployment)
                 if isinstance(exc, ContextLengthError) and not began:
                     return "too_long"
                 if isinstance(exc, NOT_RETRIED) or began:
@@ -239,6 +248,23 @@ class Exchange:
                 if self.silent and (not alone or attempt > 0):
                     return "next"
         return "next"
+
+    async def rescued_or_not(self, error: ProviderError, deployment: Deployment) -> str:
+        """A failure after the answer began, on an alias that can rescue it: the next deployment continues
+        it (``rescue``), or the client gets the error; a continuation that failed before any of it
+        arrived leaves the original error to tell (``next``)."""
+        rescue = self.rescue
+        assert rescue is not None
+        if rescue.active and not rescue.after:
+            assert rescue.original is not None
+            self.error = rescue.original
+            return "next"
+        if not rescue.can_take(error):
+            await self.fail(ApiError.from_provider(error))
+            return "done"
+        rescue.take(error, deployment)
+        self.deadlines.restart_idle()  # the continuation's first text is bounded from now
+        return "rescue"
 
     def hinted(self, error: ProviderError) -> ProviderError:
         return with_retry_hint(error, self.reliability, self.record.retries)
@@ -269,6 +295,8 @@ class Exchange:
         self.record.provider, self.record.upstream_model = deployment.provider, deployment.model
         events = self.events(deployment)
         self.answered_by(deployment.model)
+        if self.rescue is not None:
+            events = self.rescue.capture(events)
         if self.turn is not None:
             events = self.turn.capture(events, verbatim=isinstance(self.encoder, VerbatimEncoder))
         self.phase, self.answered, self.silent = "connecting", False, False
@@ -304,6 +332,9 @@ class Exchange:
         original = self.ticket.original
         same = self.services.router.same_dialect(deployment, original.dialect) if original else None
         self.encoder = self.framing
+        if self.rescue is not None and self.rescue.active:
+            provider = self.services.router.provider(deployment)
+            return provider.stream(self.rescue.request(self.chat, getattr(provider, "prefill", False)), deployment)
         if same is None:
             provider = self.services.router.provider(deployment)
             if self.tools is not None:
@@ -338,6 +369,8 @@ class Exchange:
             if not encoder.finished:
                 raise StreamTruncatedError
             self.record.account(encoder.usage, encoder.finish)
+            if self.rescue is not None and self.rescue.active and self.deployment is not None:
+                self.record.notes = {**(self.record.notes or {}), "rescued": self.rescue.note(self.deployment)}
             closing = encoder.end(self.summary())
             if self.turn is not None:
                 await self.turn.finish("complete", self.record.deployment, None)
@@ -414,7 +447,9 @@ class Exchange:
 
     def summary(self) -> Summary:
         duration = round((time.perf_counter() - self.record.start) * 1000, 2)
-        return Summary(self.ticket.answer_id, self.served, self.provider_name(), self.record.ttft_ms, duration)
+        rescued = self.record.notes.get("rescued") if self.record.notes else None
+        assert rescued is None or isinstance(rescued, dict)
+        return Summary(self.ticket.answer_id, self.served, self.provider_name(), self.record.ttft_ms, duration, rescued)
 
     async def fail(self, error: ApiError) -> None:
         """Before the status is committed, an error response with its own status; after, an error event."""

@@ -26,6 +26,7 @@ class Summary(Struct):
     provider: str | None
     ttft_ms: float | None
     duration_ms: float
+    rescued: dict[str, object] | None = None  # how a fallback continued an answer whose upstream broke
 
 
 class StreamEncoder(Protocol):

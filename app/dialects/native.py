@@ -53,7 +53,7 @@ class ToolCallOut(Struct):
     arguments: str
 
 
-class Complete(Struct):
+class Complete(Struct, omit_defaults=True):
     message_id: str
     finish_reason: FinishReason
     usage: NativeUsage
@@ -61,9 +61,10 @@ class Complete(Struct):
     provider: str | None
     ttft_ms: float | None
     duration_ms: float
+    rescued: dict[str, object] | None = None  # set only when a fallback continued the answer
 
 
-class Answer(Complete, omit_defaults=True):
+class Answer(Complete, omit_defaults=True, kw_only=True):
     """The whole answer when the client did not ask for a stream: ``complete`` plus the content."""
 
     content: str
@@ -186,6 +187,7 @@ def completion(summary: Summary, finish: FinishReason, usage: Usage | None) -> C
         summary.provider,
         summary.ttft_ms,
         summary.duration_ms,
+        summary.rescued,
     )
 
 
