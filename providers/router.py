@@ -31,6 +31,8 @@ class ModelConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     context_fallbacks: list[Annotated[str, msgspec.Meta(min_length=1)]] = []
     # An answer whose upstream dies after text reached the client: continued by the next deployment, or not.
     midstream: Literal["rescue", "fail"] = "rescue"
+    # No content from the first deployment this long: the next one is started beside it (off when unset).
+    hedge_after_seconds: Annotated[float, msgspec.Meta(gt=0)] | None = None
 
     def __post_init__(self) -> None:
         single = self.provider is not None and self.model is not None
@@ -55,6 +57,7 @@ class Plan(msgspec.Struct, frozen=True):
     mcp: tuple[str, ...] = ()  # MCP servers whose tools the model is offered
     context_fallbacks: tuple[str, ...] = ()  # model names for a prompt too long for these deployments
     midstream: Literal["rescue", "fail"] = "rescue"
+    hedge_after_seconds: float | None = None
 
 
 class ModelInfo(msgspec.Struct, frozen=True):
@@ -99,6 +102,7 @@ class Router:
                 tuple(alias.mcp),
                 tuple(alias.context_fallbacks),
                 alias.midstream,
+                alias.hedge_after_seconds,
             )
         usable = [d for d in plan.deployments if d.provider in self.providers]
         if not usable:

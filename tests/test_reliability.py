@@ -515,6 +515,74 @@ async def test_the_native_complete_event_says_it_was_rescued() -> None:
     assert complete["usage"]["completion_tokens"] == 1 + 1  # one delta before, the rescuer's reported one
 
 
+class TestHedging:
+    """A first deployment slow to its first content is raced by the next; the loser's connection closes."""
+
+    @staticmethod
+    async def first_content(client: httpx.AsyncClient, url: str, payload: dict[str, Any]) -> tuple[float, bytes]:
+        """When the first content reached the client, and the whole stream."""
+        raw, seen = b"", 0.0
+        async with client.stream("POST", f"{url}/v1/chat/completions", json=payload) as response:
+            async for chunk in response.aiter_raw():
+                raw += chunk
+                if not seen and b'"content":"tok' in raw:
+                    seen = time.monotonic()
+        return seen, raw
+
+    async def test_the_hedge_wins_when_the_first_is_slow_and_the_first_is_cancelled(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        slow, fast = scenario("ok", ttft_ms=5000), scenario("ok")
+        alias = ModelConfig(
+            deployments=[Deployment("openai", slow), Deployment("backup", fast)], hedge_after_seconds=0.2
+        )
+        start = time.monotonic()
+        seen, raw = await self.first_content(client, gateway({"hedged": alias}).url, {**body(fast), "model": "hedged"})
+        assert seen - start < 2  # not the 5 s the first would have taken
+        assert raw.endswith(b"data: [DONE]\n\n")
+        assert raw.count(b'"role":"assistant"') == 1
+        assert vendor.closed_at(slow) - seen < CLOSE_WITHIN  # closed as the hedge won, before its content went on
+        line = access_line(capfd, "hedged")
+        assert line["hedged"]["winner"] == f"backup/{fast}"
+        assert (line["deployment"], line["fallback"]) == (f"backup/{fast}", True)
+
+    async def test_the_first_still_wins_when_it_answers_first(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        first, slower = scenario("ok", ttft_ms=400), scenario("ok", ttft_ms=5000)
+        alias = ModelConfig(
+            deployments=[Deployment("openai", first), Deployment("backup", slower)], hedge_after_seconds=0.1
+        )
+        seen, raw = await self.first_content(client, gateway({"hedged": alias}).url, {**body(first), "model": "hedged"})
+        assert raw.endswith(b"data: [DONE]\n\n")
+        assert vendor.requests[slower] == 1  # it was started beside the first
+        assert vendor.closed_at(slower) - seen < CLOSE_WITHIN
+        line = access_line(capfd, "hedged")
+        assert (line["hedged"]["winner"], line["deployment"]) == (f"openai/{first}", f"openai/{first}")
+
+    async def test_no_hedge_when_the_first_is_quick(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient
+    ) -> None:
+        quick, spare = scenario("ok"), scenario("ok")
+        alias = ModelConfig(
+            deployments=[Deployment("openai", quick), Deployment("backup", spare)], hedge_after_seconds=1
+        )
+        _, raw = await self.first_content(client, gateway({"hedged": alias}).url, {**body(quick), "model": "hedged"})
+        assert raw.endswith(b"data: [DONE]\n\n")
+        assert vendor.requests[spare] == 0
+
+    async def test_a_hedge_that_fails_leaves_the_first_to_answer(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient
+    ) -> None:
+        slow, broken = scenario("ok", ttft_ms=500), scenario("status", code=503, times=99)
+        alias = ModelConfig(
+            deployments=[Deployment("openai", slow), Deployment("backup", broken)], hedge_after_seconds=0.1
+        )
+        _, raw = await self.first_content(client, gateway({"hedged": alias}).url, {**body(slow), "model": "hedged"})
+        assert raw.endswith(b"data: [DONE]\n\n")
+        assert raw.count(b'"content":"tok') == 3
+
+
 class TestKeepAlive:
     async def test_comments_flow_while_the_model_thinks(
         self, gateway: GatewayFactory, client: httpx.AsyncClient

@@ -24,6 +24,7 @@ import msgspec
 import structlog
 
 from app.chat.deadlines import Deadlines
+from app.chat.hedge import Race
 from app.chat.outlets import Headers, HttpOutlet, Outlet
 from app.chat.rescue import Rescue
 from app.chat.retrying import NOT_RETRIED, asks_for_reasoning, retry_delay, with_retry_hint
@@ -108,6 +109,7 @@ class Exchange:
         self.silent = False  # the last attempt failed without a first token: timed out, or died after answering
         self.served = ticket.chat.model  # the model answering: the deployment's, then the upstream's own name
         self.opening_due = False  # the upstream answered; its opening frame goes out with its first event
+        self.order: list[Deployment] = []  # the deployments of the plan being tried, in the balancer's order
         rescuable = self.chat.stream and self.tools is None and self.plan.midstream == "rescue"
         self.rescue = Rescue() if rescuable and len(self.plan.deployments) > 1 else None
 
@@ -200,7 +202,7 @@ class Exchange:
         usable = self.usable_deployments(plan)
         if not usable:  # a context fallback that cannot take what only the client's dialect carries
             return "too_long"
-        order = self.services.balancer.order(usable, plan.strategy)
+        order = self.order = self.services.balancer.order(usable, plan.strategy)
         # The alias's first choice: for "fallback", its first deployment even while that one cools down.
         primary = usable[0] if plan.strategy == "fallback" else order[0]
         outcome = "next"
@@ -289,12 +291,15 @@ class Exchange:
         return True
 
     async def attempt(self, deployment: Deployment) -> None:
+        beside = self.next_in_order(deployment)
         merged = self.services.timeouts_for(deployment, self.plan.timeouts, thinking=asks_for_reasoning(self.chat))
         self.deployment = deployment = msgspec.structs.replace(deployment, timeouts=merged)
         self.record.deployment = f"{deployment.provider}/{deployment.model}"
         self.record.provider, self.record.upstream_model = deployment.provider, deployment.model
         events = self.events(deployment)
         self.answered_by(deployment.model)
+        if beside is not None and self.may_hedge():
+            events = self.hedged(events, deployment, beside)
         if self.rescue is not None:
             events = self.rescue.capture(events)
         if self.turn is not None:
@@ -325,6 +330,54 @@ class Exchange:
             self.services.balancer.finished(deployment, failed=failed)
             if isinstance(self.encoder, VerbatimEncoder):
                 self.opened = self.opened or self.encoder.opened
+
+    def next_in_order(self, deployment: Deployment) -> Deployment | None:
+        position = self.order.index(deployment) if deployment in self.order else -1
+        return self.order[position + 1] if 0 <= position < len(self.order) - 1 else None
+
+    def may_hedge(self) -> bool:
+        """Whether this attempt may be raced by the next deployment: the alias hedges, and the request
+        is the gateway's own (no MCP tools, not relayed as it came, not a rescue)."""
+        if self.plan.hedge_after_seconds is None or self.tools is not None or self.encoder is not self.framing:
+            return False
+        return not self.deadlines.first_content and not (self.rescue is not None and self.rescue.active)
+
+    def hedged(
+        self, events: AsyncGenerator[Event, None], first: Deployment, second: Deployment
+    ) -> AsyncGenerator[Event, None]:
+        """The first deployment's events, raced by the second's once it has been slow to its first content."""
+        thinking = asks_for_reasoning(self.chat)
+        second = msgspec.structs.replace(
+            second, timeouts=self.services.timeouts_for(second, self.plan.timeouts, thinking=thinking)
+        )
+
+        def start() -> AsyncGenerator[Event, None]:
+            self.services.balancer.started(second)
+            return self.services.router.provider(second).stream(self.chat, second)
+
+        def won(index: int) -> None:
+            if not race.hedged:
+                return
+            self.services.balancer.finished(second, failed=False)
+            winner, loser = (second, first) if index else (first, second)
+            if index:
+                self.deployment = second
+                self.record.deployment = f"{second.provider}/{second.model}"
+                self.record.provider, self.record.upstream_model = second.provider, second.model
+                self.record.fallback = True
+                self.answered_by(second.model)
+            self.record.notes = {
+                **(self.record.notes or {}),
+                "hedged": {
+                    "after_seconds": self.plan.hedge_after_seconds,
+                    "winner": f"{winner.provider}/{winner.model}",
+                    "cancelled": f"{loser.provider}/{loser.model}",
+                },
+            }
+
+        assert self.plan.hedge_after_seconds is not None
+        race = Race(self.plan.hedge_after_seconds, start, won)
+        return race.run(events)
 
     def events(self, deployment: Deployment) -> AsyncGenerator[Event, None]:
         """The attempt's events: the client's own request to an upstream that speaks its dialect, else
