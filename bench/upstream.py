@@ -54,6 +54,8 @@ class Shape:
     ttft: float
     delay: float
     tokens: int
+    slow_every: int = 0  # every n-th stream waits ``slow_ttft`` for its first token: a tail, for hedging
+    slow_ttft: float = 0.0
 
 
 class Stream:
@@ -72,10 +74,13 @@ class Upstream:
         self.tail = tail(shape.tokens)
         self.active: list[Stream] = []
         self.loop = asyncio.get_running_loop()
+        self.started = 0
 
     def start(self, transport: asyncio.Transport) -> None:
         transport.write(HEAD)
-        self.loop.call_later(self.shape.ttft, self.first_token, transport)
+        self.started += 1
+        slow = self.shape.slow_every and self.started % self.shape.slow_every == 0
+        self.loop.call_later(self.shape.slow_ttft if slow else self.shape.ttft, self.first_token, transport)
 
     def first_token(self, transport: asyncio.Transport) -> None:
         if transport.is_closing():
@@ -145,8 +150,10 @@ def main() -> None:
     parser.add_argument("--ttft-ms", type=float, default=50)
     parser.add_argument("--delay-ms", type=float, default=5)
     parser.add_argument("--tokens", type=int, default=50)
+    parser.add_argument("--slow-every", type=int, default=0, help="every n-th stream is slow to its first token")
+    parser.add_argument("--slow-ttft-ms", type=float, default=1000)
     args = parser.parse_args()
-    shape = Shape(args.ttft_ms / 1000, args.delay_ms / 1000, args.tokens)
+    shape = Shape(args.ttft_ms / 1000, args.delay_ms / 1000, args.tokens, args.slow_every, args.slow_ttft_ms / 1000)
     uvloop.run(serve(args.host, args.port, shape))
 
 
