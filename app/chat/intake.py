@@ -17,7 +17,8 @@ import msgspec
 from starlette.requests import HTTPConnection
 from starlette.types import Message, Receive, Scope, Send
 
-from app.chat.exchange import Exchange, Ticket
+from app.chat.answering import Ticket
+from app.chat.exchange import Exchange
 from app.chat.outlets import SERVER_SEND_KEY, HttpOutlet, Outlet
 from app.conversations.answers import Keeper
 from app.conversations.database import DatabaseError

@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from app.chat.exchange import Exchange, Ticket
+from app.chat.answering import Ticket
+from app.chat.exchange import Exchange
 from app.config import Backoff, GatewayConfig, Reliability
 from app.dialects.base import Dialect
 from app.dialects.native import NATIVE_CHAT
