@@ -101,12 +101,17 @@ def connect_error(provider: str, exc: httpx.TransportError) -> ProviderError:
     return UpstreamUnavailableError(f"The gateway could not reach {provider}: {broken(exc)}, before its headers.")
 
 
-def mid_answer_error(provider: str, exc: httpx.TransportError, chunks: int | None) -> ProviderError:
-    """A connection that broke after the headers: which provider, and how far its answer had come."""
-    after = f" after {chunks} chunk{'s' * (chunks != 1)} of its answer" if chunks is not None else ""
+def mid_answer_error(provider: str, exc: httpx.TransportError, received: int | None) -> ProviderError:
+    """A connection that broke after the headers: which provider, and how far (in bytes) its answer had come."""
+    if received is None:  # the caller read the body itself
+        where = "mid-answer"
+    elif received:
+        where = f"mid-answer, after {received:,} bytes of its answer"
+    else:
+        where = "after its headers, before any of its answer"
     if isinstance(exc, httpx.TimeoutException):
-        return UpstreamTimeoutError(f"{provider} stopped sending mid-answer{after}: {broken(exc)}.")
-    return ProviderError(f"The connection to {provider} broke mid-answer{after}: {broken(exc)}.")
+        return UpstreamTimeoutError(f"{provider} stopped sending {where}: {broken(exc)}.")
+    return ProviderError(f"The connection to {provider} broke {where}: {broken(exc)}.")
 
 
 # What went wrong, in words: never the HTTP library's repr, whose internal numbers read like statuses.
@@ -289,10 +294,10 @@ async def upstream_events(
         yield Start()
         # Raw bytes skip httpx's decoder layers; a compressed body (some proxies gzip SSE) needs them.
         chunks = response.aiter_bytes() if "content-encoding" in response.headers else response.aiter_raw()
-        received = 0
+        received = 0  # bytes, so that an error can say how far the answer came
         try:
             async for chunk in chunks:
-                received += 1
+                received += len(chunk)
                 for event in mapper.feed(chunk):
                     yield event
         except httpx.TransportError as exc:

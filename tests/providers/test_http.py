@@ -200,7 +200,7 @@ async def test_a_connection_that_breaks_mid_answer_says_who_broke_and_when_in_pl
         with pytest.raises(ProviderError) as info:
             [e async for e in stream]
     message = info.value.message
-    assert message.endswith(f"mid-answer after 2 chunks of its answer: {says}.")
+    assert message.endswith(f"mid-answer, after 200 bytes of its answer: {says}.")
     assert message.startswith(("The connection to up broke", "up stopped sending"))
     assert "<" not in message
     assert "400" not in message
@@ -268,3 +268,21 @@ def test_other_rejections_stay_what_they_were() -> None:
     assert not isinstance(error, ContextLengthError)
     assert isinstance(error, InvalidRequestError)
     assert isinstance(in_band_error("up", "too long", "context_length_exceeded"), ContextLengthError)
+
+
+@respx.mock
+async def test_a_connection_that_breaks_before_any_of_the_answer_says_so() -> None:
+    async def nothing() -> AsyncIterator[bytes]:
+        raise reset()
+        yield b""  # pragma: no cover - makes it a generator
+
+    response = httpx.Response(200, content=nothing(), headers={"content-type": "text/event-stream"})
+    respx.post("https://up.test/x").mock(return_value=response)
+    async with httpx.AsyncClient() as client:
+        stream = upstream_events(
+            client, httpx.Request("POST", "https://up.test/x"), "up", common_error, ChatStream("up")
+        )
+        with pytest.raises(ProviderError) as info:
+            [e async for e in stream]
+    assert "broke after its headers, before any of its answer" in info.value.message
+    assert "mid-answer" not in info.value.message
