@@ -19,6 +19,7 @@ import httpx
 import msgspec
 
 from providers.base import (
+    CONTENT_EVENTS,
     ContextLengthError,
     Deployment,
     Event,
@@ -36,6 +37,8 @@ from providers.base import (
     UpstreamUnavailableError,
 )
 from providers.request import JSON_ENCODER, ChatRequest
+
+CONTENT_KINDS = frozenset(CONTENT_EVENTS)
 
 # Above the concurrency we promise: httpx's default of 100 connections is a silent ceiling.
 POOL_LIMITS = httpx.Limits(max_connections=4096, max_keepalive_connections=1024, keepalive_expiry=30)
@@ -101,12 +104,13 @@ def connect_error(provider: str, exc: httpx.TransportError) -> ProviderError:
     return UpstreamUnavailableError(f"The gateway could not reach {provider}: {broken(exc)}, before its headers.")
 
 
-def mid_answer_error(provider: str, exc: httpx.TransportError, received: int | None) -> ProviderError:
-    """A connection that broke after the headers: which provider, and how far (in bytes) its answer had come."""
-    if received is None:  # the caller read the body itself
+def mid_answer_error(provider: str, exc: httpx.TransportError, chunks: int | None) -> ProviderError:
+    """A connection that broke after the headers: which provider, and how far (in chunks of content) its
+    answer had come."""
+    if chunks is None:  # the caller read the body itself
         where = "mid-answer"
-    elif received:
-        where = f"mid-answer, after {received:,} bytes of its answer"
+    elif chunks:
+        where = f"mid-answer, after {chunks:,} chunk{'s' * (chunks != 1)} of its answer"
     else:
         where = "after its headers, before any of its answer"
     if isinstance(exc, httpx.TimeoutException):
@@ -294,14 +298,15 @@ async def upstream_events(
         yield Start()
         # Raw bytes skip httpx's decoder layers; a compressed body (some proxies gzip SSE) needs them.
         chunks = response.aiter_bytes() if "content-encoding" in response.headers else response.aiter_raw()
-        received = 0  # bytes, so that an error can say how far the answer came
+        delivered = 0  # content events, so that an error can say how far the answer came
         try:
             async for chunk in chunks:
-                received += len(chunk)
                 for event in mapper.feed(chunk):
+                    if type(event) in CONTENT_KINDS:
+                        delivered += 1
                     yield event
         except httpx.TransportError as exc:
-            raise mid_answer_error(provider, exc, received) from exc
+            raise mid_answer_error(provider, exc, delivered) from exc
         for event in mapper.end():
             yield event
 

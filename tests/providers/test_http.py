@@ -158,12 +158,12 @@ async def test_a_gzip_encoded_stream_is_decoded_before_parsing() -> None:
 
 
 def breaking(error: httpx.TransportError) -> Callable[[httpx.Request], httpx.Response]:
-    """A 200 that sends two chunks of its answer, then fails with ``error``."""
+    """A 200 that sends two chunks of its answer's text (in two reads), then fails with ``error``."""
 
     def respond(request: httpx.Request) -> httpx.Response:
         async def body() -> AsyncIterator[bytes]:
-            yield fixture("openai_text.sse")[:100]
-            yield fixture("openai_text.sse")[100:200]
+            yield fixture("openai_text.sse")[:300]
+            yield fixture("openai_text.sse")[300:900]
             raise error
 
         return httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"})
@@ -200,7 +200,7 @@ async def test_a_connection_that_breaks_mid_answer_says_who_broke_and_when_in_pl
         with pytest.raises(ProviderError) as info:
             [e async for e in stream]
     message = info.value.message
-    assert message.endswith(f"mid-answer, after 200 bytes of its answer: {says}.")
+    assert message.endswith(f"mid-answer, after 2 chunks of its answer: {says}.")
     assert message.startswith(("The connection to up broke", "up stopped sending"))
     assert "<" not in message
     assert "400" not in message
