@@ -458,16 +458,20 @@ class TestMidStreamRescue:
         # the answer so far, as the start of the assistant's turn, without the whitespace Anthropic refuses there
         assert continuation[-1] == {"role": "assistant", "content": [{"type": "text", "text": "tok tok"}]}
 
+    @pytest.mark.parametrize("provider", ["backup", "claude"])  # refusing the instruction, or the prefill
     async def test_a_fallback_that_refuses_the_continuation_leaves_the_original_error(
-        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient, provider: str
     ) -> None:
         first, refusing = scenario("reset", tokens=2), scenario("status", code=400, times=99)
-        alias = ModelConfig(deployments=[Deployment("openai", first), Deployment("backup", refusing)])
+        alias = ModelConfig(deployments=[Deployment("openai", first), Deployment(provider, refusing)])
         _, raw = await stream_all(client, gateway({"kept": alias}).url, {**body(first), "model": "kept"})
         assert self.text_of(raw) == "tok tok "
         error = error_of(raw)
         assert "broke mid-answer" in error["message"]  # the reset, not the fallback's 400
+        assert "fake failure 400" not in error["message"]
         assert vendor.requests[refusing] == 1
+        asked = orjson.loads(vendor.bodies[refusing][-1])["messages"][-1]
+        assert asked["role"] == ("assistant" if provider == "claude" else "user")  # a prefill for Anthropic
 
     async def test_midstream_fail_turns_it_off(
         self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient
