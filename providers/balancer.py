@@ -81,6 +81,10 @@ class Balancer:
         health.probe_since = now
         return True
 
+    def is_open(self, deployment: Deployment) -> bool:
+        """Whether its circuit is open: failures in a row opened it, or its probe failed, and it cools down."""
+        return self.state(deployment).circuit == "open"
+
     def started(self, deployment: Deployment) -> None:
         self.state(deployment).in_flight += 1
 

@@ -312,6 +312,27 @@ class TestRetriesAndFallbacks:
         served = [await ask(), await ask(), await ask()]  # the probe answers: closed, and back to it
         assert (served, vendor.requests[flaky], await state()) == (["openai"] * 3, 5, 0)
 
+    async def test_a_deployment_whose_circuit_opens_is_not_retried_while_another_can_serve(
+        self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient
+    ) -> None:
+        down, good = scenario("status", code=503, times=99), scenario("ok")
+        alias = ModelConfig(deployments=[Deployment("openai", down), Deployment("backup", good)], retries=2)
+        server = gateway({"down": alias}, cooldown=Cooldown(failures=2, seconds=0.5))
+        url = f"{server.url}/v1/chat/completions"
+
+        async def ask() -> str:
+            response = await client.post(url, json={**body(good, stream=False), "model": "down"})
+            assert response.status_code == 200
+            return str(response.headers["x-gateway-deployment"]).partition("/")[0]
+
+        assert await ask() == "backup"
+        assert vendor.requests[down] == 2  # its second failure opened the circuit: no third try
+        assert await ask() == "backup"
+        assert vendor.requests[down] == 2  # open: skipped
+        await asyncio.sleep(0.6)
+        assert await ask() == "backup"
+        assert vendor.requests[down] == 3  # the probe failed once, and was not retried
+
     @pytest.mark.parametrize("style", ["openai", "anthropic", "vllm"])
     async def test_a_prompt_too_long_goes_to_the_context_fallback_and_is_never_retried_unchanged(
         self, gateway: GatewayFactory, vendor: FakeVendor, client: httpx.AsyncClient, style: str

@@ -56,7 +56,8 @@ class Failover(Attempt):
         """Attempts on one deployment: ``done`` (answered, or failed for good), ``next`` (try the next one),
         ``too_long`` (the prompt does not fit: never retried unchanged) or ``out_of_time``.
 
-        A fast failure (refused, 5xx, 429) is retried with backoff, ``retries`` times. A silent one
+        A fast failure (refused, 5xx, 429) is retried with backoff, ``retries`` times, unless it opened
+        the deployment's circuit and another deployment is left. A silent one
         (no first token in time, or a stream that answered and then died before its first token) moves
         to the next deployment at once; a lone deployment gets one more try after it, and no more.
         """
@@ -85,6 +86,8 @@ class Failover(Attempt):
                     return "done"
                 if self.silent and (not alone or attempt > 0):
                     return "next"
+                if not alone and self.services.balancer.is_open(deployment):
+                    return "next"  # this failure opened its circuit (or failed its probe): the others serve
         return "next"
 
     async def rescued_or_not(self, error: ProviderError, deployment: Deployment) -> str:
