@@ -317,7 +317,7 @@ class TestRetriesAndFallbacks:
     ) -> None:
         down, good = scenario("status", code=503, times=99), scenario("ok")
         alias = ModelConfig(deployments=[Deployment("openai", down), Deployment("backup", good)], retries=2)
-        server = gateway({"down": alias}, cooldown=Cooldown(failures=2, seconds=0.5))
+        server = gateway({"down": alias}, cooldown=Cooldown(failures=2, seconds=2.0))  # long beside two asks
         url = f"{server.url}/v1/chat/completions"
 
         async def ask() -> str:
@@ -329,7 +329,7 @@ class TestRetriesAndFallbacks:
         assert vendor.requests[down] == 2  # its second failure opened the circuit: no third try
         assert await ask() == "backup"
         assert vendor.requests[down] == 2  # open: skipped
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(2.1)
         assert await ask() == "backup"
         assert vendor.requests[down] == 3  # the probe failed once, and was not retried
 
