@@ -10,6 +10,7 @@ import tempfile
 import uvicorn
 
 from app.config import ConfigError, GatewayConfig, load_config
+from app.limits.rules import Budgets, RateLimits
 from app.ops.logs import uvicorn_log_config
 from app.settings import Settings, SettingsError
 
@@ -20,6 +21,10 @@ def main() -> int:
         config = load_config(settings.config_path)  # fail before uvicorn starts, with a message
     except (SettingsError, ConfigError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    unshared = unshared_limits(settings, config)
+    if unshared:
+        print(f"gateway: {unshared}", file=sys.stderr)
         return 2
     metrics_dir = None
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -32,6 +37,22 @@ def main() -> int:
         if metrics_dir is not None:  # ours, so ours to remove; a user's directory is left alone
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def unshared_limits(settings: Settings, config: GatewayConfig) -> str | None:
+    """Several workers each counting limits and budgets alone would let every key spend that many times
+    its share: with limits configured, they must share Redis."""
+    if settings.workers == 1 or settings.redis_url or config.limits.redis_url:
+        return None
+    auth = config.auth
+    limited = [key.name for key in auth.keys if key.rate_limits is not None or key.budgets is not None]
+    if auth.rate_limits == RateLimits() and auth.budgets == Budgets() and not limited:
+        return None
+    return (
+        f"WORKERS={settings.workers} with rate limits or budgets configured needs a shared store: each "
+        f"worker would count them alone, so every key could spend {settings.workers} times its limit. Set "
+        "REDIS_URL (or limits.redis_url), or run one worker."
+    )
 
 
 def _serve(settings: Settings, config: GatewayConfig) -> None:

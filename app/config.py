@@ -9,12 +9,13 @@ import os
 import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 import yaml
 
 from app.http.auth import AuthSettings
+from app.limits.rules import Price
 from providers import TRANSPORTS
 from providers.balancer import Cooldown
 from providers.base import Timeouts
@@ -33,6 +34,12 @@ class ConfigError(ValueError):
 
 class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * MIB)] = 8 * MIB
+    # Where rate limits, budgets and usage are counted: Redis when set (REDIS_URL wins), else this process.
+    redis_url: str | None = None
+    redis_prefix: Annotated[str, msgspec.Meta(min_length=1)] = "gateway"
+    on_redis_down: Literal["open", "closed"] = "open"  # serve without limits, or refuse with a 503
+    # What a call without max_tokens reserves for its output, against token limits and budgets.
+    output_allowance: Annotated[int, msgspec.Meta(ge=1)] = 4096
 
 
 class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -118,6 +125,7 @@ class ToolLoopSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     limits: Limits = Limits()
     auth: AuthSettings = AuthSettings()
+    prices: dict[str, Price] = {}  # per million tokens, by the model name clients send or provider/model
     cors: CorsSettings = CorsSettings()
     http: HttpSettings = HttpSettings()
     reliability: Reliability = Reliability()

@@ -33,13 +33,14 @@ from app.errors import EXCEPTION_HANDLERS
 from app.http.access import RequestContextMiddleware
 from app.http.auth import AuthMiddleware, GatewayKey, keys_from_env
 from app.http.page import get_chat_page, get_static_asset
-from app.http.ratelimit import InProcessRateLimiter, RateLimits
 from app.http.routing import Handler, build_routes, load_spec
 from app.http.status import get_health, get_metrics, get_model, get_openapi_spec, list_mcp_tools, list_models
+from app.http.usage import get_usage
+from app.limits.quotas import Quotas
 from app.ops import metrics
 from app.ops.logs import configure_logging
 from app.ops.shutdown import SHUTDOWN
-from app.services import Services
+from app.services import Services, quotas_for
 from app.settings import Settings
 from app.tools.registry import McpRegistry
 from providers import make_client
@@ -66,6 +67,7 @@ HANDLERS: dict[str, Handler] = {
     "getConversation": get_conversation,
     "deleteConversation": delete_conversation,
     "listMcpTools": list_mcp_tools,
+    "getUsage": get_usage,
     "getChatPage": get_chat_page,
     "getStaticAsset": get_static_asset,
     "listModels": list_models,
@@ -124,17 +126,19 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
         finally:
             await mcp.close()
             await conversations.close()
+            await quotas.ledger.close()
             await router.aclose()
             metrics.mark_process_dead()
 
+    quotas = quotas_for(config, keys, settings.redis_url)
     app = GatewayApp(
         routes=build_routes(spec, HANDLERS),
-        middleware=middleware(config, keys),
+        middleware=middleware(config, keys, quotas),
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     timeouts = {name: spec.timeouts for name, spec in specs.items() if spec.timeouts is not None}
-    services = Services(router, config, raw_spec, timeouts, log_content=settings.log_content)
+    services = Services(router, config, raw_spec, timeouts, log_content=settings.log_content, quotas=quotas)
     app.state.services = services
     app.state.conversations = conversations
     app.state.mcp = mcp
@@ -142,7 +146,7 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
     return app
 
 
-def middleware(config: GatewayConfig, keys: list[GatewayKey]) -> list[Middleware]:
+def middleware(config: GatewayConfig, keys: list[GatewayKey], quotas: Quotas) -> list[Middleware]:
     """CORS outermost (so preflights need no key and errors stay readable), then request ids and the
     access log, then gateway keys and their rate limits."""
     stack = []
@@ -162,14 +166,12 @@ def middleware(config: GatewayConfig, keys: list[GatewayKey]) -> list[Middleware
         )
     stack.append(Middleware(RequestContextMiddleware))
     if keys:
-        limits = config.auth.rate_limits
-        limiter = InProcessRateLimiter(limits) if limits != RateLimits() else None
         stack.append(
             Middleware(
                 AuthMiddleware,
                 keys=keys,
                 protect_metrics=config.auth.protect_metrics,
-                limiter=limiter,
+                quotas=quotas,
                 writer_for=errors_for,
             )
         )

@@ -12,6 +12,12 @@ from collections.abc import Mapping
 from starlette.requests import HTTPConnection
 
 from app.config import DEFAULT_TIMEOUTS, GatewayConfig, with_first_token
+from app.http.auth import GatewayKey
+from app.limits.ledger import Ledger
+from app.limits.memory import MemoryLedger
+from app.limits.quotas import Quotas
+from app.limits.redis_ledger import RedisLedger
+from app.limits.rules import KeyRules, Prices
 from providers.balancer import Balancer
 from providers.base import Deployment, Timeouts
 from providers.router import Router
@@ -26,9 +32,11 @@ class Services:
         provider_timeouts: Mapping[str, Timeouts] | None = None,
         *,
         log_content: bool = False,
+        quotas: Quotas | None = None,
     ):
         self.router = router
         self.config = config
+        self.quotas = quotas or quotas_for(config, [], None)  # limits, budgets and usage per gateway key
         self.spec = spec
         self.log_content = log_content
         self.provider_timeouts = dict(provider_timeouts or {})
@@ -43,6 +51,23 @@ class Services:
             if layer is not None:
                 timeouts = layer.over(timeouts)
         return with_first_token(timeouts, thinking)
+
+
+def quotas_for(config: GatewayConfig, keys: list[GatewayKey], redis_url: str | None) -> Quotas:
+    """The keys' limits and budgets, counted in Redis when ``redis_url`` (or the config) names one."""
+    limits = config.limits
+    url = redis_url or limits.redis_url
+    ledger: Ledger = RedisLedger(url, limits.redis_prefix) if url else MemoryLedger()
+    total = config.reliability.timeouts.total or DEFAULT_TIMEOUTS.total or 0.0
+    return Quotas(
+        ledger,
+        config.auth.rules(keys),
+        KeyRules(),
+        Prices(config.prices),
+        output_allowance=limits.output_allowance,
+        fail_open=limits.on_redis_down == "open",
+        lease=total + 60,  # a stream slot outlives the longest call, in case its process dies holding it
+    )
 
 
 def services_of(connection: HTTPConnection) -> Services:

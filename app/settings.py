@@ -25,6 +25,7 @@ class Settings(msgspec.Struct, frozen=True):
     workers: int = 1
     log_content: bool = False
     database_url: str | None = None  # the conversation store; overrides conversations.database_url
+    redis_url: str | None = None  # the shared limits; overrides limits.redis_url
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -36,6 +37,7 @@ class Settings(msgspec.Struct, frozen=True):
             workers=parse_workers(environ.get("WORKERS")),
             log_content=environ.get("LOG_CONTENT", "").lower() in ("1", "true", "yes"),
             database_url=environ.get("DATABASE_URL") or None,
+            redis_url=environ.get("REDIS_URL") or None,
         )
 
 

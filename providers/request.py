@@ -241,3 +241,18 @@ CHAT_FIELDS = frozenset(ChatRequest.__struct_fields__)
 FIELDS_DECODER = msgspec.json.Decoder(dict[str, msgspec.Raw])
 # For every body built from a request: the whole-number types above go back out as plain integers.
 JSON_ENCODER = msgspec.json.Encoder(enc_hook=encode_whole_number)
+
+
+# No tokenizer ships with the gateway: about four characters of JSON per token, plus a few for framing.
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4
+
+
+def estimate_tokens(message: Message) -> int:
+    return len(JSON_ENCODER.encode(message)) // CHARS_PER_TOKEN + TOKENS_PER_MESSAGE
+
+
+def estimate_prompt_tokens(chat: ChatRequest) -> int:
+    """About four characters of JSON per token, as the conversation window estimates; tools included."""
+    tools = len(JSON_ENCODER.encode(chat.function_tools)) // CHARS_PER_TOKEN if chat.tools else 0
+    return sum(estimate_tokens(message) for message in chat.messages) + tools

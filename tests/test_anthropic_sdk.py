@@ -16,7 +16,7 @@ import respx
 
 from app.config import GatewayConfig, Reliability
 from app.http.auth import AuthSettings, GatewayKey
-from app.http.ratelimit import RateLimits
+from app.limits.rules import RateLimits
 from app.main import create_app
 from providers.catalog import ProviderSpec
 from tests.conftest import LiveServer

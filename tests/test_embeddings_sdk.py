@@ -18,7 +18,7 @@ import respx
 
 from app.config import Backoff, GatewayConfig, HttpSettings, Reliability
 from app.http.auth import AuthSettings, GatewayKey
-from app.http.ratelimit import RateLimits
+from app.limits.rules import RateLimits
 from app.main import create_app
 from providers.base import Deployment, Timeouts
 from providers.embeddings import HASHING_DIMENSIONS, HASHING_MODEL

@@ -12,7 +12,7 @@ from websockets.exceptions import InvalidStatus
 
 from app.config import GatewayConfig, Reliability
 from app.http.auth import AuthSettings, GatewayKey
-from app.http.ratelimit import RateLimits
+from app.limits.rules import RateLimits
 from app.main import create_app
 from providers.base import Timeouts
 from providers.catalog import ProviderSpec

@@ -20,10 +20,11 @@ from app.chat.retrying import NOT_RETRIED, retry_delay, with_retry_hint
 from app.dialects.embeddings import EMBEDDINGS_DECODER, answer, canonical
 from app.errors import JSON, ApiError
 from app.http.access import ACCESS_KEY, AccessRecord
+from app.http.auth import owner_of
 from app.http.bodies import decode_json, read_json_bytes
 from app.services import Services, services_of
 from providers.base import Deployment, ProviderError, UpstreamTimeoutError, Usage
-from providers.embeddings import HASHING_MODEL, Embedded, Embedder, EmbeddingRequest
+from providers.embeddings import HASHING_MODEL, Embedded, Embedder, EmbeddingRequest, estimate_tokens
 from providers.router import Plan
 
 MODEL_LOG_LIMIT = 200
@@ -35,8 +36,14 @@ async def create_embedding(request: Request) -> Response:
     embedding_request = canonical(body)
     record: AccessRecord = request.scope.get(ACCESS_KEY) or AccessRecord()
     record.model = body.model[:MODEL_LOG_LIMIT]
-    result = await EmbeddingCall(services, services.router.resolve(body.model), record).run(embedding_request)
-    record.account(Usage(prompt_tokens=result.prompt_tokens), None)
+    plan, owner = services.router.resolve(body.model), owner_of(request.scope)
+    deployments = [f"{d.provider}/{d.model}" for d in plan.deployments]
+    hold = await services.quotas.reserve(owner, body.model, deployments, estimate_tokens(embedding_request), 0)
+    try:
+        result = await EmbeddingCall(services, plan, record).run(embedding_request)
+        record.account(Usage(prompt_tokens=result.prompt_tokens), None)
+    finally:
+        await services.quotas.settle(owner, hold, body.model, record.deployment, record.usage)
     headers = {"x-gateway-deployment": record.deployment} if record.deployment else None
     return Response(answer(body, result), media_type=JSON, headers=headers)
 

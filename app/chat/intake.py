@@ -32,7 +32,7 @@ from app.services import Services
 from app.tools.loop import ToolLoop
 from app.tools.registry import McpRegistry, offer_tools
 from providers.base import Original
-from providers.request import ChatRequest, McpTools, message_role, message_text
+from providers.request import ChatRequest, McpTools, estimate_prompt_tokens, message_role, message_text
 from providers.router import Plan
 
 MODEL_LOG_LIMIT = 200  # model names are the client's own text: bound what of them reaches the log
@@ -128,16 +128,34 @@ class Intake:
         return Ticket(chat, claim.plan, claim.record, answer_id, keeper, tools, original, untranslatable)
 
     async def serve(self, claim: Claim, running: InFlight, outlet: Outlet, request_id: str) -> None:
-        """Admit the chat, then run its exchange into ``outlet``; a client that left ends it quietly."""
+        """Admit the chat within its key's limits, then run its exchange into ``outlet``, then count what
+        it spent; a client that left ends it quietly."""
         running.task = asyncio.current_task()
+        quotas, record = self.services.quotas, claim.record
         try:
-            ticket = await self.admit(claim, running)
+            running.stage = "checking_limits"
+            hold = await quotas.reserve(
+                claim.owner,
+                claim.chat.model,
+                [f"{d.provider}/{d.model}" for d in claim.plan.deployments],
+                estimate_prompt_tokens(claim.chat),
+                claim.chat.token_limit,
+            )
         except asyncio.CancelledError:
             if running.left:
                 return
             raise
-        running.exchange = Exchange(self.services, ticket, claim.dialect)
-        await running.exchange.serve(outlet, request_id)
+        try:
+            try:
+                ticket = await self.admit(claim, running)
+            except asyncio.CancelledError:
+                if running.left:
+                    return
+                raise
+            running.exchange = Exchange(self.services, ticket, claim.dialect)
+            await running.exchange.serve(outlet, request_id)
+        finally:
+            await quotas.settle(claim.owner, hold, claim.chat.model, record.deployment, record.usage)
 
     async def follow(
         self, chat: ChatRequest, claim: Claim, answer_id: str

@@ -14,14 +14,13 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from app.chat.intake import HttpChat, http_chat
-from app.conversations.history import CHARS_PER_TOKEN, estimate_tokens
 from app.dialects.anthropic import COUNT_TOKENS_DECODER, MESSAGES, MESSAGES_REQUEST_DECODER, translate
 from app.errors import ERROR_WRITER_KEY, ErrorWriter, error_response
 from app.http.bodies import decode_json, read_json_bytes
 from app.services import services_of
 from providers.anthropic import AnthropicProvider
 from providers.base import Original
-from providers.request import FIELDS_DECODER, JSON_ENCODER, ChatRequest, McpTools
+from providers.request import FIELDS_DECODER, ChatRequest, McpTools, estimate_prompt_tokens
 
 COUNT_HEADER = "x-gateway-token-count"  # "upstream": Anthropic counted; "estimate": the gateway did
 FORWARDED_HEADERS = ("anthropic-beta", "anthropic-version")  # to an Anthropic upstream, as the client sent them
@@ -55,7 +54,7 @@ async def count_message_tokens(request: Request) -> Response:
     elif untranslatable is not None:
         raise untranslatable  # the model could not be sent this request either
     else:
-        count, how = estimate(chat), "estimate"
+        count, how = estimate_prompt_tokens(chat), "estimate"
     return Response(ENCODER.encode({"input_tokens": count}), media_type="application/json", headers={COUNT_HEADER: how})
 
 
@@ -72,9 +71,3 @@ def errors_for(scope: Scope) -> ErrorWriter:
 def uses_gateway_extensions(chat: ChatRequest) -> bool:
     """A conversation or MCP tools: the upstream cannot count what only the gateway knows."""
     return chat.conversation_id is not None or any(isinstance(tool, McpTools) for tool in chat.tools or ())
-
-
-def estimate(chat: ChatRequest) -> int:
-    """About four characters of JSON per token, as the conversation window estimates; tools included."""
-    tools = len(JSON_ENCODER.encode(chat.function_tools)) // CHARS_PER_TOKEN if chat.tools else 0
-    return sum(estimate_tokens(message) for message in chat.messages) + tools

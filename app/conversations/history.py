@@ -12,16 +12,9 @@ from __future__ import annotations
 import msgspec
 
 from app.conversations.records import StoredMessage
-from providers.request import JSON_ENCODER, AssistantMessage, Message, ToolMessage, UserMessage
+from providers.request import AssistantMessage, Message, ToolMessage, UserMessage, estimate_tokens
 
 MESSAGE_DECODER = msgspec.json.Decoder(Message)
-# No tokenizer ships with the gateway: about four characters of JSON per token, plus a few for framing.
-CHARS_PER_TOKEN = 4
-TOKENS_PER_MESSAGE = 4
-
-
-def estimate_tokens(message: Message) -> int:
-    return len(JSON_ENCODER.encode(message)) // CHARS_PER_TOKEN + TOKENS_PER_MESSAGE
 
 
 def replayable(stored: list[StoredMessage]) -> list[Message]:

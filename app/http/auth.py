@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import hmac
-import math
 from collections.abc import Callable, Mapping
 
 import msgspec
@@ -14,22 +13,42 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import REQUEST_ID_KEY, ApiError, ErrorWriter, error_response
 from app.http.access import ACCESS_KEY
-from app.http.ratelimit import RateLimiter, RateLimits
+from app.limits.quotas import Quotas
+from app.limits.rules import Budgets, KeyRules, RateLimits
 
 OPEN_PATHS = frozenset({"/health", "/openapi.yaml", "/"})  # the page asks for a key itself
 OPEN_PREFIXES = ("/static/",)
 KEY_NAME_KEY = "gateway.key_name"  # in the scope: the name of the key that authenticated the request
+KEY_ADMIN_KEY = "gateway.key_admin"  # in the scope: that key may see every key's usage
+# The routes that call a model: their limits are met in the intake (or the embeddings call), per call.
+MODEL_PATHS = frozenset(
+    {"/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/completions", "/v1/embeddings", "/api/v1/chat"}
+    | {"/ws/chat"}
+)
 
 
 class GatewayKey(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     key: str
+    rate_limits: RateLimits | None = None  # over auth.rate_limits, field by field
+    budgets: Budgets | None = None  # over auth.budgets
+    admin: bool = False  # sees every key's usage
 
 
 class AuthSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     keys: list[GatewayKey] = []
     protect_metrics: bool = False
-    rate_limits: RateLimits = RateLimits()
+    rate_limits: RateLimits = RateLimits()  # every key's, unless it says otherwise
+    budgets: Budgets = Budgets()
+
+    def rules(self, keys: list[GatewayKey]) -> dict[str, KeyRules]:
+        """Each key's limits and budgets, its own over the defaults."""
+        return {
+            key.name: KeyRules(
+                (key.rate_limits or RateLimits()).over(self.rate_limits), (key.budgets or Budgets()).over(self.budgets)
+            )
+            for key in keys
+        }
 
 
 def keys_from_env(raw: str) -> list[GatewayKey]:
@@ -47,21 +66,23 @@ def openai_errors(scope: Scope) -> ErrorWriter:
 
 class AuthMiddleware:
     """``writer_for`` picks the envelope of a refusal before any route has run (Anthropic's clients
-    parse their own); OpenAI's by default."""
+    parse their own); OpenAI's by default. Model calls meet their key's limits in the intake, where
+    their size is known; every other route counts against requests per minute here."""
 
     def __init__(
         self,
         app: ASGIApp,
         keys: list[GatewayKey],
         protect_metrics: bool,
-        limiter: RateLimiter | None,
+        quotas: Quotas | None,
         writer_for: Callable[[Scope], ErrorWriter] = openai_errors,
     ):
         self.app = app
         self.writer_for = writer_for
         self.keys = [(key.name, key.key.encode()) for key in keys if key.key]
+        self.admins = frozenset(key.name for key in keys if key.admin)
         self.open_paths = OPEN_PATHS if protect_metrics else OPEN_PATHS | {"/metrics"}
-        self.limiter = limiter
+        self.quotas = quotas
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -74,18 +95,17 @@ class AuthMiddleware:
             await self.deny(scope, receive, send, unauthorized(bool(presented_key(dict(scope["headers"])))))
             return
         scope[KEY_NAME_KEY] = name
+        scope[KEY_ADMIN_KEY] = name in self.admins
         record = scope.get(ACCESS_KEY)
         if record is not None:
             record.key_name = name
-        wait = self.limiter.acquire(name) if self.limiter else None
-        if wait is not None:
-            await self.deny(scope, receive, send, rate_limited(name, wait))
-            return
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            if self.limiter:
-                self.limiter.release(name)
+        if self.quotas is not None and path not in MODEL_PATHS:
+            try:
+                await self.quotas.count(name)
+            except ApiError as refusal:
+                await self.deny(scope, receive, send, refusal)
+                return
+        await self.app(scope, receive, send)
 
     async def deny(self, scope: Scope, receive: Receive, send: Send, error: ApiError) -> None:
         if scope["type"] == "websocket":  # before the socket is accepted, a close is all a client can be told
@@ -125,15 +145,4 @@ def unauthorized(presented: bool) -> ApiError:
         code="invalid_api_key" if presented else "missing_api_key",
         type="authentication_error",
         headers={"WWW-Authenticate": "Bearer"},
-    )
-
-
-def rate_limited(name: str, wait: float) -> ApiError:
-    seconds = max(1, math.ceil(wait))
-    return ApiError(
-        429,
-        f"The gateway key {name!r} is over its rate limit; retry after {seconds} s.",
-        code="rate_limit_exceeded",
-        type="rate_limit_error",
-        headers={"Retry-After": str(seconds)},
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.conversations.history import estimate_tokens, pair_tool_calls, replayable, window
+from app.conversations.history import pair_tool_calls, replayable, window
 from app.conversations.records import StoredMessage
 from providers.request import (
     JSON_ENCODER,
@@ -13,6 +13,7 @@ from providers.request import (
     ToolCall,
     ToolMessage,
     UserMessage,
+    estimate_tokens,
 )
 
 

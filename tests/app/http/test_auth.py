@@ -8,7 +8,7 @@ import pytest
 
 from app.config import CorsSettings, GatewayConfig
 from app.http.auth import AuthSettings, GatewayKey, keys_from_env
-from app.http.ratelimit import InProcessRateLimiter, RateLimits
+from app.limits.rules import RateLimits
 from tests.conftest import asgi_client, make_app
 
 KEY = "gw-test-key-0123456789"
@@ -83,23 +83,6 @@ async def test_requests_per_minute_over_the_limit_is_a_429_with_retry_after() ->
     assert [r.status_code for r in statuses] == [200, 200, 429]
     assert 55 <= int(statuses[2].headers["retry-after"]) <= 60
     assert statuses[2].json()["error"]["code"] == "rate_limit_exceeded"
-
-
-def test_the_limiter_counts_a_sliding_minute_and_requests_in_flight() -> None:
-    now = [0.0]
-    limiter = InProcessRateLimiter(RateLimits(requests_per_minute=3, concurrent_streams=2), lambda: now[0])
-    assert limiter.acquire("k") is None
-    assert limiter.acquire("k") is None
-    assert limiter.acquire("k") == 1.0  # two in flight
-    limiter.release("k")
-    assert limiter.acquire("k") is None
-    limiter.release("k")
-    limiter.release("k")
-    now[0] = 30.0
-    assert limiter.acquire("k") == pytest.approx(30.0)  # three in the last minute
-    now[0] = 60.5
-    assert limiter.acquire("k") is None
-    assert limiter.acquire("other") is None  # per key
 
 
 async def test_cors_is_off_by_default_and_follows_the_allow_list() -> None:
