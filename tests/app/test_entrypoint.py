@@ -63,3 +63,42 @@ def test_a_bad_setting_stops_start_up_with_a_message(
     assert entrypoint.main() == 2
     assert no_server == []
     assert "WORKERS" in capsys.readouterr().err
+
+
+LIMITED = "auth:\n  keys: [{name: alice, key: k1}]\n  rate_limits: {requests_per_minute: 60}\n"
+
+
+@pytest.mark.parametrize(
+    ("workers", "redis", "config", "starts"),
+    [
+        ("2", None, LIMITED, False),  # each worker would count alone: every key gets twice its limit
+        ("2", "redis://127.0.0.1:6379/0", LIMITED, True),
+        ("1", None, LIMITED, True),
+        ("2", None, "auth:\n  keys: [{name: alice, key: k1}]\n", True),  # keys without limits
+        ("2", None, "auth:\n  keys: [{name: alice, key: k1, budgets: {tokens_per_day: 9}}]\n", False),
+    ],
+)
+def test_several_workers_with_limits_need_redis(
+    no_server: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    workers: str,
+    redis: str | None,
+    config: str,
+    starts: bool,
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(config)
+    monkeypatch.setenv("GATEWAY_CONFIG", str(path))
+    monkeypatch.setenv("WORKERS", workers)
+    if redis is None:
+        monkeypatch.delenv("REDIS_URL", raising=False)
+    else:
+        monkeypatch.setenv("REDIS_URL", redis)
+    assert entrypoint.main() == (0 if starts else 2)
+    assert bool(no_server) is starts
+    if not starts:
+        message = capsys.readouterr().err
+        assert f"WORKERS={workers}" in message
+        assert "REDIS_URL" in message
