@@ -79,6 +79,9 @@ class Reliability(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retry_after_cap: Seconds = 30.0  # an upstream's Retry-After is honoured up to this
     keepalive_seconds: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     shutdown_grace_seconds: Seconds = 30.0
+    # After SIGTERM: GET /health/ready says 503 while the gateway still serves, so that a balancer polling
+    # it stops sending first; then it stops accepting. 0: it stops accepting at once.
+    drain_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] = 0.0
     cooldown: Cooldown = Cooldown()
 
 
@@ -110,6 +113,9 @@ class ConversationSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=Tr
     models: dict[str, HistoryLimits] = {}  # per model name as clients send it (alias or provider/model)
     # Stored Responses-API answers (store: true) are kept this long, as OpenAI keeps its own for 30 days.
     responses_days: Annotated[float, msgspec.Meta(gt=0, le=3650)] = 30.0
+    # Whether GET /health/ready says 503 while the database does not answer. Off by default: replicas
+    # share it, and taking them all out of the balancer for it would stop chats that need no history too.
+    required: bool = False
 
     def limits_for(self, model: str) -> tuple[int, int | None]:
         own = self.models.get(model, HistoryLimits())

@@ -34,7 +34,15 @@ from app.http.access import RequestContextMiddleware
 from app.http.auth import AuthMiddleware, GatewayKey, keys_from_env
 from app.http.page import get_chat_page, get_static_asset
 from app.http.routing import Handler, build_routes, load_spec
-from app.http.status import get_health, get_metrics, get_model, get_openapi_spec, list_mcp_tools, list_models
+from app.http.status import (
+    get_health,
+    get_metrics,
+    get_model,
+    get_openapi_spec,
+    get_readiness,
+    list_mcp_tools,
+    list_models,
+)
 from app.http.usage import get_usage
 from app.limits.quotas import Quotas
 from app.ops import metrics
@@ -73,6 +81,7 @@ HANDLERS: dict[str, Handler] = {
     "listModels": list_models,
     "getModel": get_model,
     "getHealth": get_health,
+    "getReadiness": get_readiness,
     "getMetrics": get_metrics,
     "getOpenApiSpec": get_openapi_spec,
 }
@@ -115,7 +124,7 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        SHUTDOWN.install(asyncio.get_running_loop())
+        SHUTDOWN.install(asyncio.get_running_loop(), config.reliability.drain_seconds)
         try:
             await conversations.ready()  # the schema is created or migrated before the first request
         except DatabaseError as exc:  # the gateway serves on; conversation requests get a 503 until it answers

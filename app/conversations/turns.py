@@ -46,6 +46,9 @@ STORE_RETRY_DELAYS = (0.1, 0.5, 2.0)
 log = structlog.get_logger("gateway.conversations")
 
 
+PING_SECONDS = 1.0
+
+
 class Conversations:
     def __init__(self, store: ConversationStore, settings: ConversationSettings):
         self.store = store
@@ -73,6 +76,16 @@ class Conversations:
         if opening is None:
             self.opening = opening = asyncio.ensure_future(self.open())
         await asyncio.shield(opening)
+
+    async def ping(self) -> bool:
+        """Whether the database answers within a second (opening it first if it never was)."""
+        try:
+            async with asyncio.timeout(PING_SECONDS):
+                await self.ready()
+                await self.store.db.fetch("SELECT 1")
+        except (DatabaseError, TimeoutError, OSError):
+            return False
+        return True
 
     async def open(self) -> None:
         try:

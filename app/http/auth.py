@@ -16,7 +16,7 @@ from app.http.access import ACCESS_KEY
 from app.limits.quotas import Quotas
 from app.limits.rules import Budgets, KeyRules, RateLimits
 
-OPEN_PATHS = frozenset({"/health", "/openapi.yaml", "/"})  # the page asks for a key itself
+OPEN_PATHS = frozenset({"/health", "/health/ready", "/openapi.yaml", "/"})  # the page asks for a key itself
 OPEN_PREFIXES = ("/static/",)
 KEY_NAME_KEY = "gateway.key_name"  # in the scope: the name of the key that authenticated the request
 KEY_ADMIN_KEY = "gateway.key_admin"  # in the scope: that key may see every key's usage

@@ -1,4 +1,4 @@
-"""The read-only routes: the model list, health, metrics, the MCP tool listing and the OpenAPI document."""
+"""The read-only routes: the model list, health and readiness, metrics, the MCP tools and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from app import __version__
 from app.dialects.anthropic import MESSAGES
 from app.errors import ERROR_WRITER_KEY, ApiError
 from app.ops.metrics import circuits, multiprocess_dir
+from app.ops.shutdown import SHUTDOWN
 from app.services import services_of
 from app.tools.registry import registry_of
 
@@ -92,6 +93,25 @@ async def get_model(request: Request) -> Response:
 async def get_health(request: Request) -> Response:
     providers = sorted(services_of(request).router.providers)
     return Response(ENCODER.encode(Health(__version__, providers)), media_type="application/json")
+
+
+async def get_readiness(request: Request) -> Response:
+    """503 while the gateway drains (after SIGTERM) or while a store it needs does not answer."""
+    services, conversations = services_of(request), request.app.state.conversations
+    config, ledger = services.config, services.quotas.ledger
+    checks: dict[str, tuple[bool, asyncio.Future[bool] | None]] = {}
+    if ledger.shared:
+        checks["limits"] = (config.limits.on_redis_down == "closed", asyncio.ensure_future(ledger.ping()))
+    checks["conversations"] = (config.conversations.required, asyncio.ensure_future(conversations.ping()))
+    stores = {}
+    for name, (required, check) in checks.items():
+        up = await check if check is not None else True
+        stores[name] = {"status": "up" if up else "down", "required": required}
+    draining = SHUTDOWN.draining_since is not None
+    down = [name for name, store in stores.items() if store["required"] and store["status"] == "down"]
+    status = "draining" if draining else "unavailable" if down else "ready"
+    body = ENCODER.encode({"status": status, "stores": stores})
+    return Response(body, status_code=503 if draining or down else 200, media_type="application/json")
 
 
 async def get_openapi_spec(request: Request) -> Response:
