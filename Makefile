@@ -10,7 +10,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format bench chromium clean
+.PHONY: help run test lint format bench chromium nginx clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -56,6 +56,13 @@ chromium: ## Install Debian's Chromium for the browser tests, if missing (they s
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
 	    && echo "chromium: installed $$(command -v chromium)"; } || \
 	  echo "make chromium: could not install Chromium (needs apt and root); the browser tests will skip"
+
+nginx: ## Install Debian's nginx for the replica tests, if missing (they skip, saying so, without it)
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx && echo "nginx: $$(command -v nginx || echo /usr/sbin/nginx)" || \
+	  { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx-light >/dev/null \
+	    && echo "nginx: installed /usr/sbin/nginx"; } || \
+	  echo "make nginx: could not install nginx (needs apt and root); the replica tests will skip"
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage test-results
