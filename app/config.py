@@ -128,6 +128,11 @@ class ToolLoopSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     refresh_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0  # how often MCP servers' tool lists are re-read
 
 
+class TracingSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # OpenTelemetry traces over OTLP HTTP: on when this says so or OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set.
+    enabled: bool = False
+
+
 class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     limits: Limits = Limits()
     auth: AuthSettings = AuthSettings()
@@ -138,6 +143,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     conversations: ConversationSettings = ConversationSettings()
     mcp_servers: dict[str, McpServerSpec] = {}
     tool_loop: ToolLoopSettings = ToolLoopSettings()
+    tracing: TracingSettings = TracingSettings()
     providers: dict[str, ProviderSpec] = {}
     models: dict[str, ModelConfig] = {}
 

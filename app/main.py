@@ -48,6 +48,7 @@ from app.limits.quotas import Quotas
 from app.ops import metrics
 from app.ops.logs import configure_logging
 from app.ops.shutdown import SHUTDOWN
+from app.ops.tracing import TRACING
 from app.services import Services, quotas_for
 from app.settings import Settings
 from app.tools.registry import McpRegistry
@@ -122,9 +123,15 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
     conversations = build_conversations(config.conversations, settings.database_url)
     mcp = McpRegistry(config.mcp_servers, make_client(config.http.transport), config.tool_loop.refresh_seconds)
 
+    tracing_on = config.tracing.enabled or any(
+        os.environ.get(name) for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         SHUTDOWN.install(asyncio.get_running_loop(), config.reliability.drain_seconds)
+        if tracing_on and TRACING.tracer is None:  # in each worker: its exporter's thread is its own
+            TRACING.start()
         try:
             await conversations.ready()  # the schema is created or migrated before the first request
         except DatabaseError as exc:  # the gateway serves on; conversation requests get a 503 until it answers
@@ -137,6 +144,8 @@ def create_app(config: GatewayConfig | None = None, providers: Sequence[Provider
             await conversations.close()
             await quotas.ledger.close()
             await router.aclose()
+            if tracing_on:
+                await asyncio.to_thread(TRACING.stop)  # exports what is left, off the loop
             metrics.mark_process_dead()
 
     quotas = quotas_for(config, keys, settings.redis_url)

@@ -37,6 +37,7 @@ from providers.base import (
     UpstreamUnavailableError,
 )
 from providers.request import JSON_ENCODER, ChatRequest
+from providers.tracecontext import with_trace_context
 
 CONTENT_KINDS = frozenset(CONTENT_EVENTS)
 
@@ -81,7 +82,7 @@ async def open_stream(
     The response is always closed on the way out, so an abandoned stream never holds a pooled connection.
     """
     try:
-        response = await client.send(request, stream=True)
+        response = await client.send(with_trace_context(request), stream=True)
     except httpx.TransportError as exc:
         raise connect_error(provider, exc) from exc
     try:

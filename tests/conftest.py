@@ -18,10 +18,12 @@ import httpx
 import openai
 import pytest
 import uvicorn
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.applications import Starlette
 
 from app.config import GatewayConfig
 from app.main import create_app
+from app.ops.tracing import TRACING
 from providers.base import Provider
 
 # Every gateway the tests start keeps conversations in a scratch SQLite file, never in the checkout's data/.
@@ -35,6 +37,15 @@ def make_app(providers: Sequence[Provider] | None = None, config: GatewayConfig 
 def asgi_client(app: Starlette) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://gateway.test")
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Traces on for one test, each span kept in memory as it ends."""
+    exporter = InMemorySpanExporter()
+    TRACING.start(exporter)
+    yield exporter
+    TRACING.stop()
 
 
 @pytest.fixture

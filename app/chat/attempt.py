@@ -12,11 +12,26 @@ from app.chat.answering import Answering
 from app.chat.hedge import Race
 from app.chat.retrying import asks_for_reasoning
 from app.dialects.verbatim import VerbatimEncoder
+from app.ops.tracing import TRACING, outcome
 from providers.base import Deployment, Event, ProviderError
 
 
 class Attempt(Answering):
     async def attempt(self, deployment: Deployment) -> None:
+        """One attempt, in its own span when traces are on (its context goes upstream)."""
+        with TRACING.attempt("chat", deployment.provider, deployment.model) as span:
+            error: str | None = "cancelled"
+            try:
+                await self.run_attempt(deployment)
+                error = None
+            except ProviderError as exc:
+                error = exc.code
+                raise
+            finally:
+                if span is not None:
+                    outcome(span, {"gen_ai.response.model": self.served}, error)
+
+    async def run_attempt(self, deployment: Deployment) -> None:
         beside = self.next_in_order(deployment)
         merged = self.services.timeouts_for(deployment, self.plan.timeouts, thinking=asks_for_reasoning(self.chat))
         self.deployment = deployment = msgspec.structs.replace(deployment, timeouts=merged)

@@ -16,12 +16,14 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.chat.intake import TRACE_CONTEXT
 from app.chat.retrying import NOT_RETRIED, retry_delay, with_retry_hint
 from app.dialects.embeddings import EMBEDDINGS_DECODER, answer, canonical
 from app.errors import JSON, ApiError
 from app.http.access import ACCESS_KEY, AccessRecord
 from app.http.auth import owner_of
 from app.http.bodies import decode_json, read_json_bytes
+from app.ops.tracing import TRACING, call_outcome, outcome
 from app.services import Services, services_of
 from providers.base import Deployment, ProviderError, UpstreamTimeoutError, Usage
 from providers.embeddings import HASHING_MODEL, Embedded, Embedder, EmbeddingRequest, estimate_tokens
@@ -38,12 +40,16 @@ async def create_embedding(request: Request) -> Response:
     record.model = body.model[:MODEL_LOG_LIMIT]
     plan, owner = services.router.resolve(body.model), owner_of(request.scope)
     deployments = [f"{d.provider}/{d.model}" for d in plan.deployments]
-    hold = await services.quotas.reserve(owner, body.model, deployments, estimate_tokens(embedding_request), 0)
-    try:
-        result = await EmbeddingCall(services, plan, record).run(embedding_request)
-        record.account(Usage(prompt_tokens=result.prompt_tokens), None)
-    finally:
-        await services.quotas.settle(owner, hold, body.model, record.deployment, record.usage)
+    trace = {name: request.headers[name] for name in TRACE_CONTEXT if name in request.headers}
+    with TRACING.call(trace, "embeddings", body.model) as span:
+        hold = await services.quotas.reserve(owner, body.model, deployments, estimate_tokens(embedding_request), 0)
+        try:
+            result = await EmbeddingCall(services, plan, record).run(embedding_request)
+            record.account(Usage(prompt_tokens=result.prompt_tokens), None)
+            record.status = 200
+        finally:
+            await services.quotas.settle(owner, hold, body.model, record.deployment, record.usage)
+            call_outcome(span, record)
     headers = {"x-gateway-deployment": record.deployment} if record.deployment else None
     return Response(answer(body, result), media_type=JSON, headers=headers)
 
@@ -102,14 +108,16 @@ class EmbeddingCall:
         balancer = self.services.balancer
         balancer.started(deployment)
         failed = True
-        try:
-            async with asyncio.timeout(max(bound, 0.0)):
-                result = await embedder.embed(request, deployment)
-            failed = False
-        except TimeoutError:
-            raise UpstreamTimeoutError(f"{deployment.provider} did not answer within {bound:.3g} s.") from None
-        finally:
-            balancer.finished(deployment, failed=failed)
+        with TRACING.attempt("embeddings", deployment.provider, deployment.model) as span:
+            try:
+                async with asyncio.timeout(max(bound, 0.0)):
+                    result = await embedder.embed(request, deployment)
+                failed = False
+            except TimeoutError:
+                raise UpstreamTimeoutError(f"{deployment.provider} did not answer within {bound:.3g} s.") from None
+            finally:
+                balancer.finished(deployment, failed=failed)
+                outcome(span, {}, "upstream_error" if failed else None)
         self.record.mark_first_token()
         return result
 

@@ -50,6 +50,7 @@ class Exchange(Failover):
                 raise  # the server is cancelling us, not the client leaving
         finally:
             metrics.ACTIVE.dec()
+            self.record.response_model = self.served
             if self.turn is not None:
                 self.turn.end(self.turn_outcome(), self.record.deployment, self.record.error)
 

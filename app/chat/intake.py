@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping
 
 import msgspec
 from starlette.requests import HTTPConnection
@@ -28,6 +29,7 @@ from app.dialects.base import Dialect
 from app.errors import REQUEST_ID_KEY, ApiError
 from app.http.access import ACCESS_KEY, AccessRecord
 from app.http.auth import owner_of
+from app.ops.tracing import TRACING, call_outcome
 from app.services import Services
 from app.tools.loop import ToolLoop
 from app.tools.registry import McpRegistry, offer_tools
@@ -35,6 +37,7 @@ from providers.base import Original
 from providers.request import ChatRequest, McpTools, estimate_prompt_tokens, message_role, message_text
 from providers.router import Plan
 
+TRACE_CONTEXT = ("traceparent", "tracestate")  # the W3C trace context a client may send
 MODEL_LOG_LIMIT = 200  # model names are the client's own text: bound what of them reaches the log
 CONVERSATION_HEADER = "x-conversation-id"
 
@@ -51,6 +54,7 @@ class Claim(msgspec.Struct):
     original: Original | None = None  # the request as it came, for deployments that speak its dialect
     untranslatable: ApiError | None = None  # what of it the gateway cannot translate for the others
     chain: Chain | None = None  # a Responses request: the stored response it continues, and whether to store
+    trace: Mapping[str, str] = {}  # the client's traceparent and tracestate
 
 
 class InFlight:
@@ -91,6 +95,7 @@ class Intake:
         original: Original | None = None,
         untranslatable: ApiError | None = None,
         chain: Chain | None = None,
+        trace: Mapping[str, str] | None = None,
     ) -> Claim:
         note_request(record, chat, self.services.log_content)
         check_supported(chat)
@@ -107,7 +112,7 @@ class Intake:
             original = None  # the gateway changes what goes upstream: the request as it came cannot go
         if untranslatable is not None and not self.speaks(plan, original):
             raise untranslatable
-        return Claim(chat, dialect, plan, record, conversation_id, owner, original, untranslatable, chain)
+        return Claim(chat, dialect, plan, record, conversation_id, owner, original, untranslatable, chain, trace or {})
 
     def speaks(self, plan: Plan, original: Original | None) -> bool:
         """Whether a deployment of the plan takes the request as it came."""
@@ -129,8 +134,15 @@ class Intake:
 
     async def serve(self, claim: Claim, running: InFlight, outlet: Outlet, request_id: str) -> None:
         """Admit the chat within its key's limits, then run its exchange into ``outlet``, then count what
-        it spent; a client that left ends it quietly."""
+        it spent; a client that left ends it quietly. All of it is the call's span, when traces are on."""
         running.task = asyncio.current_task()
+        with TRACING.call(claim.trace, "chat", claim.chat.model) as span:
+            try:
+                await self.limited(claim, running, outlet, request_id)
+            finally:
+                call_outcome(span, claim.record, self.services.log_content)
+
+    async def limited(self, claim: Claim, running: InFlight, outlet: Outlet, request_id: str) -> None:
         quotas, record = self.services.quotas, claim.record
         try:
             running.stage = "checking_limits"
@@ -239,7 +251,8 @@ def http_chat(
     intake = intake_of(request)
     record: AccessRecord = request.scope.get(ACCESS_KEY) or AccessRecord()
     owner, header = owner_of(request.scope), request.headers.get(CONVERSATION_HEADER)
-    claim = intake.check(chat, dialect, record, owner, header, original, untranslatable, chain)
+    trace = {name: request.headers[name] for name in TRACE_CONTEXT if name in request.headers}
+    claim = intake.check(chat, dialect, record, owner, header, original, untranslatable, chain, trace)
     return HttpChat(intake, claim)
 
 

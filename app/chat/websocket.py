@@ -15,7 +15,7 @@ import msgspec
 import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app.chat.intake import CONVERSATION_HEADER, Claim, InFlight, Intake, intake_of
+from app.chat.intake import CONVERSATION_HEADER, TRACE_CONTEXT, Claim, InFlight, Intake, intake_of
 from app.chat.outlets import SocketOutlet
 from app.dialects.native import NativeSocket, socket_error, socket_frame
 from app.errors import ApiError
@@ -44,6 +44,7 @@ class ChatSocket:
         self.lock = asyncio.Lock()
         self.owner = owner_of(websocket.scope)
         self.conversation_header = websocket.headers.get(CONVERSATION_HEADER)  # the default for its chats
+        self.trace = {name: websocket.headers[name] for name in TRACE_CONTEXT if name in websocket.headers}
 
     async def run(self) -> None:
         await self.websocket.accept()
@@ -102,7 +103,9 @@ class ChatSocket:
         record.key_name = self.owner or None
         try:
             chat = msgspec.structs.replace(CHAT_REQUEST_DECODER.decode(raw), stream=True)
-            claim = self.intake.check(chat, NativeSocket(request_id), record, self.owner, self.conversation_header)
+            claim = self.intake.check(
+                chat, NativeSocket(request_id), record, self.owner, self.conversation_header, trace=self.trace
+            )
         except msgspec.ValidationError as exc:
             await self.reject(request_id, invalid_field(str(exc)))
             return

@@ -36,6 +36,7 @@ class AccessRecord:
         "model",
         "notes",
         "provider",
+        "response_model",
         "retries",
         "retry_kinds",
         "start",
@@ -62,6 +63,7 @@ class AccessRecord:
         self.cancelled: str | None = None  # the phase the client left in
         self.provider: str | None = None
         self.upstream_model: str | None = None
+        self.response_model: str | None = None  # the model that answered, as the upstream named it
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.key_name: str | None = None  # the gateway key's name, when keys are configured

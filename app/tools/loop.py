@@ -21,6 +21,7 @@ import orjson
 
 from app.dialects.answer import FinishedCall, ToolCallParts
 from app.http.access import AccessRecord
+from app.ops import tracing
 from app.tools.registry import McpRegistry, OfferedTool
 from providers.base import (
     Event,
@@ -124,8 +125,16 @@ class ToolLoop:
         return None
 
     async def call(self, call: FinishedCall) -> ToolResult:
-        """Run one MCP tool; a failure or timeout is a result the model reads, not an error of the request."""
+        """Run one MCP tool, in its own span when traces are on."""
         tool = self.offered[call.name]
+        with tracing.TRACING.tool(tool.server, tool.name) as span:
+            result = await self.run_tool(call, tool)
+            if span is not None:
+                tracing.outcome(span, {"gen_ai.tool.call.id": call.id}, "tool_error" if result.is_error else None)
+            return result
+
+    async def run_tool(self, call: FinishedCall, tool: OfferedTool) -> ToolResult:
+        """A failure or timeout is a result the model reads, not an error of the request."""
         started = time.perf_counter()
         outcome, content, is_error = "ok", "", False
         try:

@@ -13,6 +13,7 @@ import httpx
 import orjson
 import pytest
 import respx
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.testclient import TestClient
 
 from app.config import GatewayConfig, HttpSettings, Reliability, ToolLoopSettings
@@ -474,3 +475,25 @@ async def test_a_conversation_keeps_the_tool_rounds_for_the_next_turn(
     await client.post("/v1/chat/completions", json={**body, "messages": [{"role": "user", "content": "What was it?"}]})
     sent = orjson.loads(route.calls[2].request.content)["messages"]
     assert [m["role"] for m in sent] == ["user", "assistant", "tool", "assistant", "user"]
+
+
+async def test_each_tool_call_is_a_span_beside_the_model_calls(
+    tool_server: ToolServer,
+    mock: respx.MockRouter,
+    client_for: Callable[..., httpx.AsyncClient],
+    spans: InMemorySpanExporter,
+) -> None:
+    route = add_then_answer(mock, "openai")
+    client = client_for(config(tool_server))
+    body = {"model": "agent", "messages": [{"role": "user", "content": "What is 2 + 40?"}]}
+    assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
+    finished = {span.name: span for span in spans.get_finished_spans()}
+    tool, attempt, call = finished["execute_tool add"], finished["chat gpt-5"], finished["chat agent"]
+    assert dict(tool.attributes or {})["gen_ai.tool.name"] == "add"
+    assert dict(tool.attributes or {})["mcp.server"] == "tools"
+    assert tool.parent is not None
+    assert tool.parent.span_id == attempt.context.span_id
+    assert attempt.parent is not None
+    assert attempt.parent.span_id == call.context.span_id
+    assert dict(call.attributes or {})["gen_ai.usage.input_tokens"] == 30  # both rounds
+    assert all("traceparent" in request.request.headers for request in route.calls)  # both model calls
