@@ -49,6 +49,7 @@ format: $(DEV_STAMP) ## Let ruff fix what it can
 bench: $(BENCH_STAMP) ## Gateway beside the direct path at 1-1000 streams; TRANSPORT=httpx|aiohttp WORKERS=N
 	$(BIN)/python -m bench.run --transport $(or $(TRANSPORT),aiohttp) --workers $(or $(WORKERS),1) $(BENCH_ARGS)
 	$(BIN)/python -m bench.hedging
+	$(BIN)/python -m bench.limits
 
 chromium: ## Install Debian's Chromium for the browser tests, if missing (they skip, saying so, without it)
 	@command -v chromium >/dev/null 2>&1 && echo "chromium: $$(command -v chromium)" || \

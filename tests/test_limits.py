@@ -128,3 +128,9 @@ async def test_routes_that_call_no_model_count_against_requests_per_minute() -> 
         chat = await client.post("/v1/chat/completions", json=HELLO, headers=as_("gw-bob"))
     assert statuses == [200, 200, 429]
     assert chat.status_code == 429  # one minute, whatever the route
+
+
+async def test_an_empty_key_name_is_a_400_that_says_so(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.get("/api/v1/usage?key=", headers=as_("gw-ops"))
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "key"

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from app.config import ConversationSettings, GatewayConfig, Limits
-from tests.app.test_main import free_port, run_gateway, wait_until_up
+from tests.app.test_main import gateway_process
 from tests.conftest import asgi_client, make_app
 
 NOWHERE_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1: refused at once
@@ -51,13 +51,8 @@ async def test_a_conversation_database_that_is_down_counts_when_required(
 
 
 async def test_sigterm_drains_then_stops_accepting_while_streams_finish(tmp_path: Path) -> None:
-    config = tmp_path / "gateway.yaml"
-    config.write_text("reliability: {drain_seconds: 1.5, shutdown_grace_seconds: 10}\n")
-    port = free_port()
-    process = run_gateway(PORT=str(port), GATEWAY_CONFIG=str(config))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(f"{url}/health", process)
+    config = "reliability: {drain_seconds: 1.5, shutdown_grace_seconds: 10}\n"
+    with gateway_process(tmp_path, config) as (url, process):
         async with httpx.AsyncClient(timeout=30) as client:
             assert (await client.get(f"{url}/health/ready")).status_code == 200
             messages = [{"role": "user", "content": "x"}]
@@ -89,8 +84,4 @@ async def test_sigterm_drains_then_stops_accepting_while_streams_finish(tmp_path
             raw = await asyncio.wait_for(streaming, 15)
         assert raw.endswith(b"data: [DONE]\n\n")  # the stream in flight finished
         process.communicate(timeout=15)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode in (0, -signal.SIGTERM)
+        assert process.returncode in (0, -signal.SIGTERM)

@@ -35,7 +35,7 @@ from providers.base import (
 from providers.catalog import ProviderSpec
 from providers.router import ModelConfig
 from tests.app.ops.test_metrics import sample
-from tests.app.test_main import free_port, run_gateway, wait_until_up
+from tests.app.test_main import gateway_process
 from tests.conftest import LiveServer, LiveServers, asgi_client, make_app
 from tests.fake_vendor import FakeVendor
 from tests.fakes import ScriptedProvider
@@ -676,16 +676,11 @@ class TestHonestEndingsAndHostileUpstreams:
 
 
 async def test_sigterm_lets_streams_finish_then_ends_the_rest_with_an_error(vendor: FakeVendor, tmp_path: Path) -> None:
-    config = tmp_path / "gateway.yaml"
-    config.write_text(
+    config = (
         "reliability: {shutdown_grace_seconds: 1.5}\n"
         f"providers: {{openai: {{type: openai, base_url: '{vendor.url}', api_key: sk-fake}}}}\n"
     )
-    port = free_port()
-    process = run_gateway(PORT=str(port), GATEWAY_CONFIG=str(config))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(f"{url}/health", process)
+    with gateway_process(tmp_path, config) as (url, process):
         async with httpx.AsyncClient(timeout=30) as client:
             started = [asyncio.Event(), asyncio.Event()]
 
@@ -712,10 +707,6 @@ async def test_sigterm_lets_streams_finish_then_ends_the_rest_with_an_error(vend
         assert 1.0 < ended < 5
         process.communicate(timeout=15)
         assert process.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it is done
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
 
 
 async def test_a_fallback_does_not_wait_for_the_failed_deployments_retry_after(

@@ -172,18 +172,27 @@ async def stream_through(client: httpx.AsyncClient, url: str, started: asyncio.F
     return raw
 
 
+async def a_stream_on_one(cluster: Cluster, client: httpx.AsyncClient) -> tuple[asyncio.Task[bytes], int]:
+    """A stream through nginx, once its text flows, and which replica serves it."""
+    started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    streaming = asyncio.ensure_future(stream_through(client, cluster.url, started))
+    return streaming, cluster.ports.index(await asyncio.wait_for(started, 10))
+
+
+async def all_served_by(cluster: Cluster, client: httpx.AsyncClient, times: int, replica: int) -> None:
+    body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+    after = [await client.post(f"{cluster.url}/v1/chat/completions", json=body, headers=TEAM) for _ in range(times)]
+    assert [r.status_code for r in after] == [200] * times
+    assert {cluster.index_of(r) for r in after} == {replica}
+
+
 async def test_a_draining_replica_finishes_its_streams_and_gets_no_new_requests(
     cluster: Cluster, client: httpx.AsyncClient
 ) -> None:
-    started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    streaming = asyncio.ensure_future(stream_through(client, cluster.url, started))
-    victim = cluster.ports.index(await asyncio.wait_for(started, 10))
+    streaming, victim = await a_stream_on_one(cluster, client)
     cluster.replicas[victim].send_signal(signal.SIGTERM)
     await asyncio.sleep(0.3)
-    body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
-    after = [await client.post(f"{cluster.url}/v1/chat/completions", json=body, headers=TEAM) for _ in range(6)]
-    assert [r.status_code for r in after] == [200] * 6
-    assert {cluster.index_of(r) for r in after} == {1 - victim}
+    await all_served_by(cluster, client, 6, 1 - victim)
     raw = await asyncio.wait_for(streaming, 15)
     assert raw.endswith(b"data: [DONE]\n\n")  # the draining replica finished its stream
 
@@ -191,14 +200,9 @@ async def test_a_draining_replica_finishes_its_streams_and_gets_no_new_requests(
 async def test_a_killed_replicas_stream_fails_honestly_while_new_requests_succeed(
     cluster: Cluster, client: httpx.AsyncClient
 ) -> None:
-    started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    streaming = asyncio.ensure_future(stream_through(client, cluster.url, started))
-    victim = cluster.ports.index(await asyncio.wait_for(started, 10))
+    streaming, victim = await a_stream_on_one(cluster, client)
     cluster.replicas[victim].kill()
     raw = await asyncio.wait_for(streaming, 15)
     assert not raw.endswith(b"data: [DONE]\n\n")  # never a clean ending
     assert raw.endswith(b"<broken>")  # the client's HTTP library sees the response cut short
-    body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
-    after = [await client.post(f"{cluster.url}/v1/chat/completions", json=body, headers=TEAM) for _ in range(4)]
-    assert [r.status_code for r in after] == [200] * 4
-    assert {cluster.index_of(r) for r in after} == {1 - victim}
+    await all_served_by(cluster, client, 4, 1 - victim)

@@ -10,11 +10,21 @@ from app.http.auth import KEY_ADMIN_KEY, owner_of
 from app.services import services_of
 from providers.request import JSON_ENCODER
 
+KEY_NAME_LIMIT = 200
+
 
 async def get_usage(request: Request) -> Response:
     quotas = services_of(request).quotas
     caller, admin = owner_of(request.scope), bool(request.scope.get(KEY_ADMIN_KEY))
     asked = request.query_params.get("key")
+    if asked is not None and not 1 <= len(asked) <= KEY_NAME_LIMIT:
+        raise ApiError(
+            400,
+            f"The key parameter must name a gateway key in 1 to {KEY_NAME_LIMIT} characters, got {len(asked)}. "
+            "Leave it out to see your own key's usage.",
+            code="invalid_value",
+            param="key",
+        )
     if asked is not None and asked != caller and not admin:
         raise ApiError(
             403,

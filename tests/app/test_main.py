@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -45,6 +46,23 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
         except httpx.TransportError:
             time.sleep(0.05)
     raise AssertionError("the gateway did not start within 15 s")
+
+
+@contextmanager
+def gateway_process(directory: Path, config: str, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``python -m app`` on a free port with ``config`` as its file, once it answers; killed after if still up."""
+    path = directory / "gateway.yaml"
+    path.write_text(config)
+    port = free_port()
+    process = run_gateway(PORT=str(port), GATEWAY_CONFIG=str(path), **env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/health", process)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 @pytest.fixture
