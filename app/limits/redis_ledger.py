@@ -155,9 +155,16 @@ return {}
 class RedisLedger:
     shared = True
 
-    def __init__(self, url: str, prefix: str = "gateway", timeout: float = 0.5):
-        # Short timeouts: a Redis that went away must cost a request half a second at most, once.
-        self.client: redis.Redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    def __init__(self, url: str, prefix: str = "gateway", timeout: float = 0.5, connections: int = 64):
+        # Short timeouts: a Redis that went away must cost a request half a second at most, once. A
+        # bounded pool that makes a call wait for a free connection: each script takes well under a
+        # millisecond, while an unbounded one would open a connection per call in flight, and the
+        # default one refuses calls beyond its 100 ("Too many connections") at 100 streams and more.
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=connections, timeout=timeout, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self.pool = pool
+        self.client: redis.Redis = redis.Redis(connection_pool=pool)
         self.prefix = prefix
         self.take_script = self.client.register_script(TAKE)
         self.settle_script = self.client.register_script(SETTLE)
@@ -232,6 +239,7 @@ class RedisLedger:
 
     async def close(self) -> None:
         await self.client.aclose()
+        await self.pool.disconnect()  # a pool handed to the client is not the client's to close
 
     async def run(self, script: Any, keys: list[str], args: list[object]) -> list[bytes]:
         try:

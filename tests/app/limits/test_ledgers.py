@@ -137,3 +137,10 @@ async def test_usage_is_read_from_the_same_counters(ledger: Ledger) -> None:
     assert today.cost == pytest.approx(0.0135)
     [other], _ = await ledger.usage("bob", [day_of(now)], month_of(now))
     assert other == Spent()
+
+
+async def test_more_calls_at_once_than_the_pool_has_connections_all_get_an_answer(ledger: Ledger) -> None:
+    limits = RateLimits(tokens_per_minute=10**9)  # a Redis client's default pool refused the 101st at once
+    verdicts = await asyncio.gather(*(take(ledger, ask(limits=limits)) for _ in range(300)))
+    assert all(isinstance(v, Hold) for v in verdicts)
+    await asyncio.gather(*(ledger.settle(v, "alice", Spent(1), time.time()) for v in verdicts if isinstance(v, Hold)))
