@@ -32,6 +32,8 @@ from app.limits.ledger import (
     month_resets,
 )
 
+POOL_WAIT_SECONDS = 10.0
+
 # Shared by the scripts: the server's clock, and the minute window of requests.
 PRELUDE = """
 local t = redis.call('TIME')
@@ -160,8 +162,14 @@ class RedisLedger:
         # bounded pool that makes a call wait for a free connection: each script takes well under a
         # millisecond, while an unbounded one would open a connection per call in flight, and the
         # default one refuses calls beyond its 100 ("Too many connections") at 100 streams and more.
+        # The wait for a free connection is bounded apart: thousands of calls at once queue for seconds,
+        # which is load, not an outage (a Redis that is down fails at its connect timeout instead).
         pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=connections, timeout=timeout, socket_timeout=timeout, socket_connect_timeout=timeout
+            url,
+            max_connections=connections,
+            timeout=POOL_WAIT_SECONDS,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
         )
         self.pool = pool
         self.client: redis.Redis = redis.Redis(connection_pool=pool)
