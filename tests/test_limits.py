@@ -126,8 +126,10 @@ async def test_routes_that_call_no_model_count_against_requests_per_minute() -> 
     async with asgi_client(make_app(config=keys(rate_limits=RateLimits(requests_per_minute=2)))) as client:
         statuses = [(await client.get("/v1/models", headers=as_("gw-bob"))).status_code for _ in range(3)]
         chat = await client.post("/v1/chat/completions", json=HELLO, headers=as_("gw-bob"))
+        usage = await client.get("/api/v1/usage", headers=as_("gw-bob"))
     assert statuses == [200, 200, 429]
     assert chat.status_code == 429  # one minute, whatever the route
+    assert usage.status_code == 200  # except the usage, which says why
 
 
 async def test_an_empty_key_name_is_a_400_that_says_so(gateway: httpx.AsyncClient) -> None:

@@ -20,11 +20,14 @@ OPEN_PATHS = frozenset({"/health", "/health/ready", "/openapi.yaml", "/"})  # th
 OPEN_PREFIXES = ("/static/",)
 KEY_NAME_KEY = "gateway.key_name"  # in the scope: the name of the key that authenticated the request
 KEY_ADMIN_KEY = "gateway.key_admin"  # in the scope: that key may see every key's usage
+# A key over its limit may still see its usage: how else would it learn why.
+USAGE_PATH = "/api/v1/usage"
 # The routes that call a model: their limits are met in the intake (or the embeddings call), per call.
 MODEL_PATHS = frozenset(
     {"/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/completions", "/v1/embeddings", "/api/v1/chat"}
     | {"/ws/chat"}
 )
+UNCOUNTED_PATHS = MODEL_PATHS | {USAGE_PATH}
 
 
 class GatewayKey(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -99,7 +102,7 @@ class AuthMiddleware:
         record = scope.get(ACCESS_KEY)
         if record is not None:
             record.key_name = name
-        if self.quotas is not None and path not in MODEL_PATHS:
+        if self.quotas is not None and path not in UNCOUNTED_PATHS:
             try:
                 await self.quotas.count(name)
             except ApiError as refusal:
