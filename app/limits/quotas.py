@@ -86,7 +86,12 @@ class Quotas:
         rules = self.rules_of(key)
         if not rules.reserves and rules.limits.requests_per_minute is None:
             return None  # nothing to check: the call is counted when it settles
-        tokens = prompt_tokens + (output if output is not None else self.output_allowance)
+        if output is None:
+            output = self.output_allowance
+            per_minute = rules.limits.tokens_per_minute
+            if per_minute is not None:  # the allowance alone never makes a call too large for the minute
+                output = max(1, min(output, per_minute - prompt_tokens))
+        tokens = prompt_tokens + output
         price = self.prices.before(alias, deployments)
         cost = price.cost(Usage(prompt_tokens=prompt_tokens, completion_tokens=tokens - prompt_tokens))
         ask = Ask(key or ANONYMOUS, uuid.uuid4().hex, rules.limits, rules.budgets, tokens, cost, self.lease)

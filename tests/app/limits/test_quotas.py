@@ -160,3 +160,13 @@ async def test_a_real_redis_that_is_not_there_costs_little_and_fails_open() -> N
     assert time.monotonic() - start < 1.0  # refused at once, or bounded by the half-second timeout
     assert not q.available
     await q.ledger.close()
+
+
+async def test_without_max_tokens_the_allowance_never_makes_a_request_too_large_alone() -> None:
+    q = quotas({"alice": KeyRules(RateLimits(tokens_per_minute=50))})  # less than the allowance of 100
+    hold = await q.reserve("alice", "echo", [], 20, None)
+    assert hold is not None
+    assert hold.tokens == 50  # the prompt's 20, and what is left of the minute for its output
+    with pytest.raises(ApiError) as info:
+        await q.reserve("alice", "echo", [], 20, 60)  # an explicit max_tokens is the client's to lower
+    assert info.value.code == "request_too_large"
