@@ -62,7 +62,15 @@ def aiohttp_transport() -> httpx.AsyncBaseTransport:
     return AiohttpTransport(limits=POOL_LIMITS)
 
 
+def native_transport() -> httpx.AsyncBaseTransport:
+    """Our own HTTP/1.1 beneath httpx (providers._native)."""
+    from providers._native import NativeTransport
+
+    return NativeTransport(POOL_LIMITS)
+
+
 TRANSPORTS: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {
+    "native": native_transport,
     "httpx": default_transport,
     "aiohttp": aiohttp_transport,
 }
