@@ -13,6 +13,7 @@ from app.config import ConfigError, GatewayConfig, load_config
 from app.limits.rules import Budgets, RateLimits
 from app.ops.logs import uvicorn_log_config
 from app.settings import Settings, SettingsError
+from providers import Proxies, ProxyConfigError
 
 
 def main() -> int:
@@ -26,6 +27,12 @@ def main() -> int:
     if unshared:
         print(f"gateway: {unshared}", file=sys.stderr)
         return 2
+    if config.http.transport == "native":
+        try:
+            Proxies()  # what it cannot go through stops it here, not in each worker
+        except ProxyConfigError as exc:
+            print(f"gateway: {exc}", file=sys.stderr)
+            return 2
     metrics_dir = None
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Set before the workers start, so each counts into files that /metrics adds up.

@@ -6,5 +6,6 @@ HTTP side may use of it is exported here.
 """
 
 from providers._http import TRANSPORTS, make_client
+from providers._proxy import Proxies, ProxyConfigError
 
-__all__ = ["TRANSPORTS", "make_client"]
+__all__ = ["TRANSPORTS", "Proxies", "ProxyConfigError", "make_client"]

@@ -78,7 +78,8 @@ TRANSPORTS: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {
 
 def make_client(transport: str = "httpx") -> httpx.AsyncClient:
     """The one place clients are built: pool limits, keep-alive and timeouts, over the chosen transport."""
-    return httpx.AsyncClient(transport=TRANSPORTS[transport](), timeout=TIMEOUTS)
+    # The native transport reads the proxy variables itself; httpx's own reading would route around it.
+    return httpx.AsyncClient(transport=TRANSPORTS[transport](), timeout=TIMEOUTS, trust_env=transport != "native")
 
 
 @asynccontextmanager

@@ -9,6 +9,7 @@ responses parsed by httptools, pooled keep-alive connections per origin.
 - Chunked, content-length and close-delimited bodies come from httptools; ``Content-Encoding`` is
   left to httpx's own decoders, as with any transport.
 - TLS through the loop's ssl with certifi's trust store, SNI and hostname checks.
+- ``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY`` honoured (``providers._proxy``: CONNECT for https).
 - Timeouts are httpx's: connect, read (the head, then each body read), write, pool; errors are httpx's
   (``ConnectError``, ``ReadError``, ``RemoteProtocolError``), so providers and their error mapping
   are unchanged.
@@ -22,200 +23,18 @@ import asyncio
 import collections
 import ssl
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import certifi
-import httptools
 import httpx
 
-Origin = tuple[bytes, bytes, int]
-HIGH_WATER = 256 * 1024  # buffered body bytes above which the socket stops being read
-LOW_WATER = 64 * 1024
-MAX_HEAD = 64 * 1024  # a response head larger than this is refused
-
-
-def oversize_head() -> httpx.RemoteProtocolError:
-    return httpx.RemoteProtocolError(f"the upstream's response head is over {MAX_HEAD // 1024} KiB")
-
-
-class Connection(asyncio.Protocol):
-    """One HTTP/1.1 connection: a request written, its response parsed as it arrives."""
-
-    def __init__(self, origin: Origin, loop: asyncio.AbstractEventLoop):
-        self.origin, self.loop = origin, loop
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.head: asyncio.Future[None] = loop.create_future()
-        self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.chunks: collections.deque[bytes] = collections.deque()
-        self.buffered = 0
-        self.waiter: asyncio.Future[None] | None = None
-        self.done = False  # the whole response arrived
-        self.error: Exception | None = None
-        self.paused = False
-        self.writable = asyncio.Event()
-        self.writable.set()
-        self.idle_since = 0.0
-        self.head_bytes = 0
-        self.keep_alive = False
-        self.header_bytes = 0
-        self.asked = False  # a request was written and its response is awaited
-        self.retired = False  # closed by the pool: what follows is nobody's concern
-
-    # The protocol: bytes from the socket into the parser, and the parser's callbacks.
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # a stream transport, as create_connection makes
-
-    def data_received(self, data: bytes) -> None:
-        if not self.head.done() and self.head_bytes > MAX_HEAD:  # a head still coming after 64 KiB
-            self.fail(oversize_head())
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:  # pragma: no cover - the gateway never asks for an upgrade
-            self.fail(httpx.RemoteProtocolError("the upstream switched protocols"))
-        except httptools.HttpParserError as exc:
-            self.fail(httpx.RemoteProtocolError(f"the upstream's response is malformed ({exc})"))
-        if not self.head.done():
-            self.head_bytes += len(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.done or self.retired:
-            return
-        if exc is None and self.head.done() and self.error is None and self.close_delimited():
-            self.done = True  # a body with neither a length nor chunks ends where the connection does
-        if not self.done:
-            reason = f"the connection was lost while reading ({exc})" if exc else "the upstream closed the connection"
-            self.fail(httpx.ReadError(reason) if exc else httpx.RemoteProtocolError(reason))
-        self.wake()
-
-    def close_delimited(self) -> bool:
-        names = {name.lower(): value.lower() for name, value in self.headers}
-        return b"content-length" not in names and b"chunked" not in names.get(b"transfer-encoding", b"")
-
-    def pause_writing(self) -> None:
-        self.writable.clear()
-
-    def resume_writing(self) -> None:
-        self.writable.set()
-
-    def on_status(self, status: bytes) -> None:
-        self.status = self.parser.get_status_code()
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-        self.header_bytes += len(name) + len(value) + 4
-
-    def on_headers_complete(self) -> None:
-        if self.head.done():
-            return
-        if self.header_bytes > MAX_HEAD:  # a whole head at once, too large
-            self.error = oversize_head()
-            self.head.set_exception(self.error)
-            if self.transport is not None:
-                self.transport.close()
-            return
-        self.head.set_result(None)
-
-    def on_body(self, body: bytes) -> None:
-        self.chunks.append(body)
-        self.buffered += len(body)
-        if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
-            self.paused = True
-            self.transport.pause_reading()
-        self.wake()
-
-    def on_message_complete(self) -> None:
-        self.keep_alive = self.parser.should_keep_alive()  # asked here: after the callback it says False
-        self.done = True
-        self.wake()
-
-    # What the transport and the response stream use.
-
-    def fail(self, error: Exception) -> None:
-        if self.error is None:
-            self.error = error
-        if self.asked and not self.head.done():  # an idle connection has nobody waiting for a head
-            self.head.set_exception(error)
-        self.wake()
-        if self.transport is not None:
-            self.transport.close()
-
-    def wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    async def next_chunk(self, read_seconds: float | None) -> bytes | None:
-        """The next body bytes, None at the end; raises what broke the connection."""
-        while not self.chunks:
-            if self.done:
-                return None
-            if self.error is not None:
-                raise self.error
-            self.waiter = self.loop.create_future()
-            try:
-                async with asyncio.timeout(read_seconds):
-                    await self.waiter
-            except TimeoutError:
-                raise httpx.ReadTimeout("the upstream sent nothing within the read timeout") from None
-            finally:
-                self.waiter = None
-        chunk = self.chunks.popleft()
-        self.buffered -= len(chunk)
-        if self.paused and self.buffered < LOW_WATER and self.transport is not None:
-            self.paused = False
-            self.transport.resume_reading()
-        return chunk
-
-    @property
-    def reusable(self) -> bool:
-        transport = self.transport
-        return (
-            self.done
-            and self.error is None
-            and transport is not None
-            and not transport.is_closing()
-            and self.keep_alive
-        )
-
-    def reset(self) -> None:
-        """Ready for the next request on the same connection."""
-        self.head = self.loop.create_future()
-        self.status, self.headers, self.done, self.head_bytes, self.keep_alive = 0, [], False, 0, False
-        self.asked, self.header_bytes = False, 0
-        self.chunks.clear()
-        self.buffered = 0
-        self.parser = httptools.HttpResponseParser(self)
-        self.idle_since = time.monotonic()
-
-    def close(self) -> None:
-        self.retired = True
-        if self.transport is not None:
-            self.transport.close()
-
-
-class Body(httpx.AsyncByteStream):
-    """The response body as the socket delivers it; closing it early closes the connection."""
-
-    def __init__(self, pool: Pool, connection: Connection, read_timeout: float | None):
-        self.pool, self.connection, self.read_timeout = pool, connection, read_timeout
-        self.closed = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        while (chunk := await self.connection.next_chunk(self.read_timeout)) is not None:
-            yield chunk
-
-    async def aclose(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.pool.release(self.connection)
+from providers._connection import Body, Connection, Origin
+from providers._proxy import Proxies, tunnel
 
 
 class Pool:
-    def __init__(self, limits: httpx.Limits, ssl_context: ssl.SSLContext):
+    def __init__(self, limits: httpx.Limits, ssl_context: ssl.SSLContext, proxies: Proxies):
+        self.proxies = proxies
         self.max_connections = limits.max_connections or 2**31
         self.max_idle = limits.max_keepalive_connections or 0
         self.keepalive_expiry = limits.keepalive_expiry if limits.keepalive_expiry is not None else 5.0
@@ -254,11 +73,18 @@ class Pool:
         connection = Connection(origin, loop)
         tls = self.ssl_context if scheme == b"https" else None
         hostname = host.decode("ascii")
+        proxy = self.proxies.for_origin(scheme, hostname)
         try:
             async with asyncio.timeout(connect_seconds):
-                await loop.create_connection(
-                    lambda: connection, hostname, port, ssl=tls, server_hostname=hostname if tls else None
-                )
+                if proxy is not None and tls is not None:
+                    connection.tunnel = await tunnel(connection, proxy, hostname, port, tls)
+                elif proxy is not None:  # plain http: the request goes to the proxy, with its absolute URL
+                    connection.absolute = True
+                    await loop.create_connection(lambda: connection, *proxy)
+                else:
+                    await loop.create_connection(
+                        lambda: connection, hostname, port, ssl=tls, server_hostname=hostname if tls else None
+                    )
         except TimeoutError:
             raise httpx.ConnectTimeout(
                 f"connecting to {hostname}:{port} took longer than {connect_seconds:g} s"
@@ -300,9 +126,9 @@ class Pool:
 
 
 class NativeTransport(httpx.AsyncBaseTransport):
-    def __init__(self, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None):
+    def __init__(self, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None, proxies: Proxies | None = None):
         context = ssl_context or ssl.create_default_context(cafile=certifi.where())
-        self.pool = Pool(limits, context)
+        self.pool = Pool(limits, context, proxies or Proxies())
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -328,14 +154,15 @@ class NativeTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             connection.status,
             headers=connection.headers,
-            stream=Body(self.pool, connection, timeouts.get("read")),
+            stream=Body(self.pool.release, connection, timeouts.get("read")),
             extensions={"http_version": b"HTTP/1.1"},
         )
 
     async def send(self, connection: Connection, request: httpx.Request, write_seconds: float | None) -> None:
         transport = connection.transport
         assert transport is not None
-        head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode(), request.url.raw_path)]
+        target = str(request.url).encode() if connection.absolute else request.url.raw_path
+        head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode(), target)]
         head += [b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw]
         chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
         transport.write(b"".join([*head, b"\r\n"]))

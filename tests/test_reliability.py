@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from app.config import GatewayConfig, Reliability
+from app.config import GatewayConfig, HttpSettings, Reliability
 from app.main import create_app
 from providers.balancer import Cooldown
 from providers.base import (
@@ -59,12 +59,14 @@ def vendor() -> Iterator[FakeVendor]:
 GatewayFactory = Callable[..., LiveServer]
 
 
-@pytest.fixture
-def gateway(vendor: FakeVendor, live_servers: LiveServers) -> GatewayFactory:
-    """Starts a gateway in front of the fake vendor, with the reliability settings a test needs."""
+@pytest.fixture(params=["aiohttp", "native"])
+def gateway(vendor: FakeVendor, live_servers: LiveServers, request: pytest.FixtureRequest) -> GatewayFactory:
+    """Starts a gateway in front of the fake vendor, with the reliability settings a test needs, over
+    each transport beneath httpx: the default, and the gateway's own."""
 
     def start(models: dict[str, ModelConfig] | None = None, **reliability: Any) -> LiveServer:
         config = GatewayConfig(
+            http=HttpSettings(transport=request.param),
             reliability=Reliability(**{"retries": 0, **reliability}),
             providers={
                 "openai": ProviderSpec("openai", vendor.url, "sk-fake"),

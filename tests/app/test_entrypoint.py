@@ -102,3 +102,18 @@ def test_several_workers_with_limits_need_redis(
         message = capsys.readouterr().err
         assert f"WORKERS={workers}" in message
         assert "REDIS_URL" in message
+
+
+def test_a_proxy_the_native_transport_cannot_use_stops_start_up(
+    no_server: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text("http: {transport: native}\n")
+    monkeypatch.setenv("GATEWAY_CONFIG", str(path))
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://127.0.0.1:1080")
+    assert entrypoint.main() == 2
+    assert not no_server
+    assert "plain http:// proxies only" in capsys.readouterr().err

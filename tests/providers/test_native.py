@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
+import trustme
 
-from providers._native import HIGH_WATER, NativeTransport
+from providers._connection import HIGH_WATER
+from providers._native import NativeTransport
+from providers._proxy import Proxies, ProxyConfigError
 
 LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=30)
 CHUNKED = (
@@ -273,3 +277,168 @@ async def test_a_cancelled_stream_closes_its_connection_at_once(serve: Any) -> N
             await task
         closed = await server.wait_closed(1)
     assert closed - cancelled < 0.1
+
+
+@pytest.fixture(scope="module")
+def authority() -> trustme.CA:
+    return trustme.CA()
+
+
+async def tls_server(authority: trustme.CA, name: str) -> tuple[asyncio.Server, int]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert(name).configure_cert(context)
+
+    async def hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecret")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(hello, "127.0.0.1", 0, ssl=context)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def trusting(authority: trustme.CA) -> httpx.AsyncClient:
+    context = ssl.create_default_context()
+    authority.configure_trust(context)
+    return httpx.AsyncClient(transport=NativeTransport(LIMITS, context), timeout=httpx.Timeout(5.0))
+
+
+async def test_tls_to_a_server_whose_certificate_the_trust_store_holds(authority: trustme.CA) -> None:
+    server, port = await tls_server(authority, "localhost")
+    try:
+        async with trusting(authority) as http:
+            response = await http.get(f"https://localhost:{port}/x")
+        assert response.content == b"secret"
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("case", ["untrusted", "wrong name"])
+async def test_tls_refuses_an_untrusted_or_misnamed_certificate(authority: trustme.CA, case: str) -> None:
+    server, port = await tls_server(authority, "localhost" if case == "untrusted" else "elsewhere.test")
+    try:
+        http = client() if case == "untrusted" else trusting(authority)  # certifi's store, or ours
+        async with http:
+            with pytest.raises(httpx.ConnectError, match="TLS handshake with localhost failed"):
+                await http.get(f"https://localhost:{port}/x")
+    finally:
+        server.close()
+
+
+async def test_a_connect_that_hangs_is_a_connect_timeout() -> None:
+    # A listening socket whose backlog is full and that never accepts: the next handshake hangs.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers: list[socket.socket] = []
+        try:
+            while len(fillers) < 8:  # until the kernel queues no more
+                try:
+                    fillers.append(socket.create_connection(("127.0.0.1", port), timeout=0.2))
+                except TimeoutError:
+                    break
+            transport = NativeTransport(LIMITS)
+            async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0, connect=0.3)) as http:
+                with pytest.raises(httpx.ConnectTimeout, match=r"took longer than 0\.3 s"):
+                    await http.get(f"http://127.0.0.1:{port}/x")
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+class ForwardProxy:
+    """A small proxy on 127.0.0.1: CONNECT tunnels, and plain requests by their absolute URL."""
+
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []  # each request line it was sent
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        line = head.split(b"\r\n", 1)[0]
+        self.seen.append(line)
+        method, target, _ = line.split(b" ")
+        if method == b"CONNECT":
+            host, _, port = target.decode().rpartition(":")
+            upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        else:
+            url = httpx.URL(target.decode())
+            upstream_reader, upstream_writer = await asyncio.open_connection(url.host, url.port)
+            upstream_writer.write(head)
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+
+async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    try:
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+    except ConnectionError:
+        pass
+    finally:
+        sink.close()
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[tuple[ForwardProxy, str]]:
+    state = ForwardProxy()
+    server = await asyncio.start_server(state.handle, "127.0.0.1", 0)
+    yield state, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    server.close()
+
+
+async def test_https_goes_through_a_connect_tunnel(authority: trustme.CA, proxy: tuple[ForwardProxy, str]) -> None:
+    state, address = proxy
+    server, port = await tls_server(authority, "localhost")
+    context = ssl.create_default_context()
+    authority.configure_trust(context)
+    transport = NativeTransport(LIMITS, context, Proxies({"HTTPS_PROXY": address}))
+    try:
+        async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0)) as http:
+            response = await http.get(f"https://localhost:{port}/x")
+    finally:
+        server.close()
+    assert response.content == b"secret"  # TLS to the upstream itself, inside the tunnel
+    assert state.seen == [b"CONNECT localhost:%d HTTP/1.1" % port]
+
+
+async def test_http_goes_to_the_proxy_with_its_absolute_url_unless_no_proxy_says(
+    serve: Any, proxy: tuple[ForwardProxy, str]
+) -> None:
+    state, address = proxy
+    _, url = await serve(answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"))
+    for environ, through in (
+        ({"HTTP_PROXY": address}, True),
+        ({"http_proxy": address, "NO_PROXY": "127.0.0.1"}, False),
+    ):
+        transport = NativeTransport(LIMITS, proxies=Proxies(environ))
+        async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0)) as http:
+            assert (await http.get(f"{url}/x?q=1")).content == b"ok"
+        assert (state.seen == [f"GET {url}/x?q=1 HTTP/1.1".encode()]) is through
+        state.seen.clear()
+
+
+def test_a_proxy_it_cannot_use_stops_start_up_with_a_message() -> None:
+    with pytest.raises(ProxyConfigError, match="plain http:// proxies only"):
+        Proxies({"HTTPS_PROXY": "socks5://127.0.0.1:1080"})
+
+
+async def test_a_proxy_that_refuses_the_tunnel_is_a_proxy_error(authority: trustme.CA) -> None:
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    address = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with httpx.AsyncClient(
+            transport=NativeTransport(LIMITS, proxies=Proxies({"HTTPS_PROXY": address}))
+        ) as http:
+            with pytest.raises(httpx.ProxyError, match=r"refused a tunnel to example\.test:443"):
+                await http.get("https://example.test/x")
+    finally:
+        server.close()
