@@ -12,7 +12,8 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
-from providers._http import VendorError, WholeBody, common_error, decode_json, in_band_error, to_float
+from providers._errors import VendorError, common_error, in_band_error, to_float
+from providers._http import WholeBody, decode_json
 from providers._sse import SSEDecoder
 from providers.base import (
     Event,

@@ -12,7 +12,8 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
-from providers._http import WholeBody, decode_json, in_band_error
+from providers._errors import in_band_error
+from providers._http import WholeBody, decode_json
 from providers._sse import SSEDecoder
 from providers.base import (
     Event,

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from providers._errors import VendorError
 from providers._gemini_events import (
     Camel,
     Content,
@@ -24,12 +25,7 @@ from providers._gemini_events import (
     Part,
     gemini_error,
 )
-from providers._http import (
-    HttpProvider,
-    StreamMapper,
-    VendorError,
-    decode_json,
-)
+from providers._http import HttpProvider, StreamMapper, decode_json
 from providers._translate import (
     inline_file,
     inline_image,

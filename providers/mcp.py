@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from providers._http import timed_out
+from providers._errors import timed_out
 from providers._sse import SSEDecoder
 
 PROTOCOL_VERSION = "2025-11-25"  # the newest revision reachable through the initialize handshake

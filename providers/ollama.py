@@ -13,7 +13,8 @@ import httpx
 import msgspec
 from msgspec import Struct
 
-from providers._http import HttpProvider, ModelOnce, StreamMapper, common_error, decode_json, in_band_error
+from providers._errors import common_error, in_band_error
+from providers._http import HttpProvider, ModelOnce, StreamMapper, decode_json
 from providers._lines import NDJSONDecoder
 from providers._translate import inline_image, tool_arguments, tool_name_for, tool_names
 from providers.base import (

@@ -13,7 +13,8 @@ import httpx
 import msgspec
 from msgspec import Struct
 
-from providers._http import HttpProvider, ModelOnce, StreamMapper, decode_json, in_band_error
+from providers._errors import in_band_error
+from providers._http import HttpProvider, ModelOnce, StreamMapper, decode_json
 from providers._sse import SSEDecoder
 from providers.base import (
     Deployment,

@@ -10,17 +10,16 @@ import httpx
 import pytest
 import respx
 
-from providers._http import (
+from providers._errors import (
     common_error,
     connect_error,
     error_for,
     in_band_error,
-    make_client,
     retry_after_from,
     status_error,
     timed_out,
-    upstream_events,
 )
+from providers._http import make_client, upstream_events
 from providers.base import (
     ContextLengthError,
     Finish,
