@@ -40,14 +40,14 @@ def connect_error(provider: str, exc: httpx.TransportError) -> ProviderError:
 
 
 def mid_answer_error(provider: str, exc: httpx.TransportError, chunks: int | None) -> ProviderError:
-    """A connection that broke after the headers: which provider, and how far (in chunks of content) its
-    answer had come."""
+    """A connection that broke after the headers: which provider, and how far its stream had come, in
+    the chunks the socket delivered (counted per read, not per event: nothing extra per token)."""
     if chunks is None:  # the caller read the body itself
         where = "mid-answer"
     elif chunks:
-        where = f"mid-answer, after {chunks:,} chunk{'s' * (chunks != 1)} of its answer"
+        where = f"mid-answer, after {chunks:,} chunk{'s' * (chunks != 1)} of its stream"
     else:
-        where = "after its headers, before any of its answer"
+        where = "after its headers, before any of its stream"
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamTimeoutError(f"{provider} stopped sending {where}: {broken(exc)}.")
     return ProviderError(f"The connection to {provider} broke {where}: {broken(exc)}.")

@@ -24,7 +24,6 @@ from providers._errors import (
     status_error,
 )
 from providers.base import (
-    CONTENT_EVENTS,
     Deployment,
     Event,
     Original,
@@ -34,8 +33,6 @@ from providers.base import (
 )
 from providers.request import JSON_ENCODER, ChatRequest
 from providers.tracecontext import with_trace_context
-
-CONTENT_KINDS = frozenset(CONTENT_EVENTS)
 
 # Above the concurrency we promise: httpx's default of 100 connections is a silent ceiling.
 POOL_LIMITS = httpx.Limits(max_connections=4096, max_keepalive_connections=1024, keepalive_expiry=30)
@@ -146,15 +143,14 @@ async def upstream_events(
         yield Start()
         # Raw bytes skip httpx's decoder layers; a compressed body (some proxies gzip SSE) needs them.
         chunks = response.aiter_bytes() if "content-encoding" in response.headers else response.aiter_raw()
-        delivered = 0  # content events, so that an error can say how far the answer came
+        received = 0  # reads, so that an error can say how far the stream came
         try:
             async for chunk in chunks:
+                received += 1
                 for event in mapper.feed(chunk):
-                    if type(event) in CONTENT_KINDS:
-                        delivered += 1
                     yield event
         except httpx.TransportError as exc:
-            raise mid_answer_error(provider, exc, delivered) from exc
+            raise mid_answer_error(provider, exc, received) from exc
         for event in mapper.end():
             yield event
 

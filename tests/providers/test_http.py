@@ -157,7 +157,7 @@ async def test_a_gzip_encoded_stream_is_decoded_before_parsing() -> None:
 
 
 def breaking(error: httpx.TransportError) -> Callable[[httpx.Request], httpx.Response]:
-    """A 200 that sends two chunks of its answer's text (in two reads), then fails with ``error``."""
+    """A 200 that sends two chunks of its stream, then fails with ``error``."""
 
     def respond(request: httpx.Request) -> httpx.Response:
         async def body() -> AsyncIterator[bytes]:
@@ -199,7 +199,7 @@ async def test_a_connection_that_breaks_mid_answer_says_who_broke_and_when_in_pl
         with pytest.raises(ProviderError) as info:
             [e async for e in stream]
     message = info.value.message
-    assert message.endswith(f"mid-answer, after 2 chunks of its answer: {says}.")
+    assert message.endswith(f"mid-answer, after 2 chunks of its stream: {says}.")
     assert message.startswith(("The connection to up broke", "up stopped sending"))
     assert "<" not in message
     assert "400" not in message
@@ -283,5 +283,5 @@ async def test_a_connection_that_breaks_before_any_of_the_answer_says_so() -> No
         )
         with pytest.raises(ProviderError) as info:
             [e async for e in stream]
-    assert "broke after its headers, before any of its answer" in info.value.message
+    assert "broke after its headers, before any of its stream" in info.value.message
     assert "mid-answer" not in info.value.message
