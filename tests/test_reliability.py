@@ -90,6 +90,13 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+async def provider_serving(client: httpx.AsyncClient, url: str, alias: str) -> str:
+    """Which provider answered one whole request for ``alias``."""
+    response = await client.post(f"{url}/v1/chat/completions", json={**body("unused", stream=False), "model": alias})
+    assert response.status_code == 200
+    return str(response.headers["x-gateway-deployment"]).partition("/")[0]
+
+
 def sse_events(raw: bytes) -> list[bytes]:
     return [frame for frame in raw.split(b"\n\n") if frame]
 
@@ -294,12 +301,9 @@ class TestRetriesAndFallbacks:
         flaky, good = scenario("status", code=503, times=2), scenario("ok")  # fails twice, then answers
         alias = ModelConfig(deployments=[Deployment("openai", flaky), Deployment("backup", good)], retries=0)
         server = gateway({"flaky": alias}, cooldown=Cooldown(failures=1, seconds=1.0))  # long beside two asks
-        url = f"{server.url}/v1/chat/completions"
 
         async def ask() -> str:
-            response = await client.post(url, json={**body(good, stream=False), "model": "flaky"})
-            assert response.status_code == 200
-            return str(response.headers["x-gateway-deployment"]).partition("/")[0]
+            return await provider_serving(client, server.url, "flaky")
 
         async def state() -> float:
             return sample((await client.get(f"{server.url}/metrics")).text, "gateway_circuit_state", model=flaky)
@@ -320,12 +324,9 @@ class TestRetriesAndFallbacks:
         down, good = scenario("status", code=503, times=99), scenario("ok")
         alias = ModelConfig(deployments=[Deployment("openai", down), Deployment("backup", good)], retries=2)
         server = gateway({"down": alias}, cooldown=Cooldown(failures=2, seconds=2.0))  # long beside two asks
-        url = f"{server.url}/v1/chat/completions"
 
         async def ask() -> str:
-            response = await client.post(url, json={**body(good, stream=False), "model": "down"})
-            assert response.status_code == 200
-            return str(response.headers["x-gateway-deployment"]).partition("/")[0]
+            return await provider_serving(client, server.url, "down")
 
         assert await ask() == "backup"
         assert vendor.requests[down] == 2  # its second failure opened the circuit: no third try
