@@ -84,7 +84,7 @@ class Quotas:
     ) -> Hold | None:
         """Before a model call goes upstream: refuses it (a 429) or holds what it may spend."""
         rules = self.rules_of(key)
-        if not rules.reserves and rules.limits.requests_per_minute is None:
+        if not rules.reserves:
             return None  # nothing to check: the call is counted when it settles
         if output is None:
             output = self.output_allowance

@@ -70,8 +70,7 @@ class KeyRules(msgspec.Struct, frozen=True):
     @property
     def reserves(self) -> bool:
         """Whether a model call must ask the ledger before it goes upstream (else it is only counted after)."""
-        limits = self.limits
-        return limits.concurrent_streams is not None or limits.tokens_per_minute is not None or self.budgets.any
+        return any(value is not None for value in fields(self.limits)) or self.budgets.any
 
 
 class Prices:
