@@ -16,14 +16,13 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.chat.intake import TRACE_CONTEXT
 from app.chat.retrying import NOT_RETRIED, retry_delay, with_retry_hint
 from app.dialects.embeddings import EMBEDDINGS_DECODER, answer, canonical
 from app.errors import JSON, ApiError
 from app.http.access import ACCESS_KEY, AccessRecord
 from app.http.auth import owner_of
 from app.http.bodies import decode_json, read_json_bytes
-from app.ops.tracing import TRACING, call_outcome, outcome
+from app.ops.tracing import TRACING, call_outcome, outcome, trace_context
 from app.services import Services, services_of
 from providers.base import Deployment, ProviderError, UpstreamTimeoutError, Usage
 from providers.embeddings import HASHING_MODEL, Embedded, Embedder, EmbeddingRequest, estimate_tokens
@@ -40,8 +39,7 @@ async def create_embedding(request: Request) -> Response:
     record.model = body.model[:MODEL_LOG_LIMIT]
     plan, owner = services.router.resolve(body.model), owner_of(request.scope)
     deployments = [f"{d.provider}/{d.model}" for d in plan.deployments]
-    trace = {name: request.headers[name] for name in TRACE_CONTEXT if name in request.headers}
-    with TRACING.call(trace, "embeddings", body.model) as span:
+    with TRACING.call(trace_context(request.headers), "embeddings", body.model) as span:
         hold = await services.quotas.reserve(owner, body.model, deployments, estimate_tokens(embedding_request), 0)
         try:
             result = await EmbeddingCall(services, plan, record).run(embedding_request)

@@ -29,7 +29,7 @@ from app.dialects.base import Dialect
 from app.errors import REQUEST_ID_KEY, ApiError
 from app.http.access import ACCESS_KEY, AccessRecord
 from app.http.auth import owner_of
-from app.ops.tracing import TRACING, call_outcome
+from app.ops.tracing import TRACING, call_outcome, trace_context
 from app.services import Services
 from app.tools.loop import ToolLoop
 from app.tools.registry import McpRegistry, offer_tools
@@ -37,7 +37,6 @@ from providers.base import Original
 from providers.request import ChatRequest, McpTools, estimate_prompt_tokens, message_role, message_text
 from providers.router import Plan
 
-TRACE_CONTEXT = ("traceparent", "tracestate")  # the W3C trace context a client may send
 MODEL_LOG_LIMIT = 200  # model names are the client's own text: bound what of them reaches the log
 CONVERSATION_HEADER = "x-conversation-id"
 
@@ -251,7 +250,7 @@ def http_chat(
     intake = intake_of(request)
     record: AccessRecord = request.scope.get(ACCESS_KEY) or AccessRecord()
     owner, header = owner_of(request.scope), request.headers.get(CONVERSATION_HEADER)
-    trace = {name: request.headers[name] for name in TRACE_CONTEXT if name in request.headers}
+    trace = trace_context(request.headers)
     claim = intake.check(chat, dialect, record, owner, header, original, untranslatable, chain, trace)
     return HttpChat(intake, claim)
 

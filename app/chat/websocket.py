@@ -15,13 +15,14 @@ import msgspec
 import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app.chat.intake import CONVERSATION_HEADER, TRACE_CONTEXT, Claim, InFlight, Intake, intake_of
+from app.chat.intake import CONVERSATION_HEADER, Claim, InFlight, Intake, intake_of
 from app.chat.outlets import SocketOutlet
 from app.dialects.native import NativeSocket, socket_error, socket_frame
 from app.errors import ApiError
 from app.http.access import AccessRecord, write_access_log
 from app.http.auth import owner_of
 from app.http.bodies import invalid_field
+from app.ops.tracing import trace_context
 from providers.base import ProviderError
 from providers.request import CHAT_REQUEST_DECODER
 
@@ -44,7 +45,7 @@ class ChatSocket:
         self.lock = asyncio.Lock()
         self.owner = owner_of(websocket.scope)
         self.conversation_header = websocket.headers.get(CONVERSATION_HEADER)  # the default for its chats
-        self.trace = {name: websocket.headers[name] for name in TRACE_CONTEXT if name in websocket.headers}
+        self.trace = trace_context(websocket.headers)
 
     async def run(self) -> None:
         await self.websocket.accept()

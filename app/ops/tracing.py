@@ -31,6 +31,12 @@ from providers.tracecontext import TRACE_HEADERS
 
 PROPAGATOR = TraceContextTextMapPropagator()
 SERVICE = "llm-gateway"
+TRACE_CONTEXT = ("traceparent", "tracestate")  # the W3C trace context a client may send
+
+
+def trace_context(headers: Mapping[str, str]) -> dict[str, str]:
+    """The client's W3C trace context, from a request's headers."""
+    return {name: headers[name] for name in TRACE_CONTEXT if name in headers}
 
 
 class Tracing:
@@ -60,9 +66,8 @@ class Tracing:
         self.provider = self.tracer = None
 
     @contextmanager
-    def call(self, headers: Mapping[str, str], operation: str, model: str) -> Iterator[Span | None]:
-        """The span of one model call, child of the client's ``traceparent`` when it sent one."""
-        carried = {name: headers[name] for name in ("traceparent", "tracestate") if name in headers}
+    def call(self, carried: Mapping[str, str], operation: str, model: str) -> Iterator[Span | None]:
+        """The span of one model call, child of the client's ``traceparent`` (``trace_context``) when it sent one."""
         if self.tracer is None:
             token = TRACE_HEADERS.set(carried or None)  # passed upstream as it came
             try:
