@@ -233,11 +233,14 @@ class FakeVendor:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 
-    def wait_for_request(self, model: str, timeout: float = 5.0) -> None:
+    def wait_for_request(self, model: str, timeout: float = 5.0, count: int = 1) -> int:
+        """How many requests for ``model`` arrived, once ``count`` have, or after ``timeout``. A request
+        the gateway gave up on (a first-token timeout) may reach this thread after the gateway answered."""
         deadline = time.monotonic() + timeout
-        while not self.requests[model] and time.monotonic() < deadline:
+        while self.requests[model] < count and time.monotonic() < deadline:
             time.sleep(0.002)
         assert self.requests[model], f"the vendor never got a request for {model}"
+        return self.requests[model]
 
     def closed_at(self, model: str, timeout: float = 5.0) -> float:
         """When the connection that served ``model`` closed, waiting for it up to ``timeout``."""
