@@ -46,8 +46,9 @@ format: $(DEV_STAMP) ## Let ruff fix what it can
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(BENCH_STAMP) ## Gateway beside the direct path at 1-1000 streams; TRANSPORT=httpx|aiohttp WORKERS=N
-	$(BIN)/python -m bench.run --transport $(or $(TRANSPORT),aiohttp) --workers $(or $(WORKERS),1) $(BENCH_ARGS)
+bench: $(BENCH_STAMP) ## Each transport beside the bare relay, 1-1000 streams; soak; hedging; limits. WORKERS=N TRANSPORTS="native aiohttp"
+	$(BIN)/python -m bench.run --workers $(or $(WORKERS),1) $(if $(TRANSPORTS),--transports $(TRANSPORTS)) $(BENCH_ARGS)
+	$(BIN)/python -m bench.soak $(if $(TRANSPORTS),--transports $(TRANSPORTS))
 	$(BIN)/python -m bench.hedging
 	$(BIN)/python -m bench.limits
 

@@ -25,7 +25,7 @@ import uvloop
 
 from bench.loadgen import request_bytes, run_block
 from bench.report import percentile
-from bench.run import BODY, HOST, ROOT, cpu_seconds, free_port, process_tree, wait_for_port
+from bench.run import BODY, HOST, ROOT, cpu_seconds, free_port, process_tree, start_gateway, wait_for_port
 
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 KEY = "bench-key"
@@ -39,24 +39,11 @@ LIMITED = (
 )
 
 
+ENV = {"REDIS_URL": REDIS_URL, "LOG_LEVEL": "warning"}
+
+
 def with_key(payload: bytes) -> bytes:
     return payload.replace(b"\r\n\r\n", b"\r\nauthorization: Bearer %s\r\n\r\n" % KEY.encode(), 1)
-
-
-def start_gateway(port: int, upstream_port: int, workdir: Path, name: str, config: str) -> subprocess.Popen[bytes]:
-    path = workdir / f"{name}.yaml"
-    path.write_text(config)
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "LOG_LEVEL": "warning",
-        "GATEWAY_CONFIG": str(path),
-        "OPENAI_API_KEY": "bench",
-        "OPENAI_BASE_URL": f"http://{HOST}:{upstream_port}/v1",
-        "DATABASE_URL": f"sqlite:///{workdir}/{name}.db",
-        "REDIS_URL": REDIS_URL,
-    }
-    return subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env)
 
 
 def script_calls(store: redis.Redis) -> int:
@@ -126,10 +113,9 @@ def main() -> None:
             [sys.executable, "-m", "bench.upstream", "--port", str(upstream_port), *shape], cwd=ROOT
         )
         prefix = f"bench-{uuid.uuid4().hex}"
-        plain = start_gateway(ports["no limits"], upstream_port, workdir, "plain", "")
-        limited = start_gateway(
-            ports["Redis limits"], upstream_port, workdir, "limited", f"limits: {{redis_prefix: {prefix}}}\n{LIMITED}"
-        )
+        plain = start_gateway(ports["no limits"], upstream_port, workdir, "plain", "", **ENV)
+        config = f"limits: {{redis_prefix: {prefix}}}\n{LIMITED}"
+        limited = start_gateway(ports["Redis limits"], upstream_port, workdir, "limited", config, **ENV)
         processes = {"no limits": plain, "Redis limits": limited}
         try:
             wait_for_port(upstream_port, upstream, "the upstream")

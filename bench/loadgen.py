@@ -50,6 +50,7 @@ class Client(asyncio.Protocol):
         self.result: Result | None = None
         self.finished: asyncio.Future[None] | None = None
         self.carry = b""
+        self.whole = False  # a non-streamed answer: done when its body is complete
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
@@ -80,6 +81,7 @@ class Client(asyncio.Protocol):
         assert self.result is not None
         assert self.finished is not None
         self.result.end = time.perf_counter()
+        self.result.done = self.result.done or self.whole
         if not self.finished.done():
             self.finished.set_result(None)
 
@@ -89,9 +91,9 @@ class Client(asyncio.Protocol):
             self.result.end = time.perf_counter()
             self.finished.set_result(None)
 
-    async def request(self, payload: bytes, stream_timeout: float) -> Result:
+    async def request(self, payload: bytes, stream_timeout: float, whole: bool = False) -> Result:
         assert self.transport is not None
-        self.result, self.carry = Result(time.perf_counter()), b""
+        self.result, self.carry, self.whole = Result(time.perf_counter()), b"", whole
         self.finished = asyncio.get_running_loop().create_future()
         self.transport.write(payload)
         try:
@@ -116,6 +118,7 @@ async def run_block(
     streams_each: int,
     stream_timeout: float,
     spread: float = 0.0,
+    whole: bool = False,
 ) -> list[Result]:
     """``clients`` connections, opened first, then each sending ``streams_each`` streams in turn.
 
@@ -133,7 +136,7 @@ async def run_block(
     async def client_loop(client: Client, delay: float, own: bytes) -> list[Result]:
         await go.wait()
         await asyncio.sleep(delay)
-        return [await client.request(own, stream_timeout) for _ in range(streams_each)]
+        return [await client.request(own, stream_timeout, whole) for _ in range(streams_each)]
 
     tasks = [
         asyncio.create_task(client_loop(protocol, spread * i / clients, payloads[i]))

@@ -1,8 +1,11 @@
-"""``make bench``: the gateway beside the direct path, at 1 to 1000 concurrent streams.
+"""``make bench``: the gateway over each transport beneath httpx, beside the bare relay and the direct
+path, at 1 to 1000 concurrent streams.
 
-Starts the synthetic upstream and the gateway (``openai/bench`` pointed at the upstream through
-OPENAI_BASE_URL), then for each concurrency runs direct and through-the-gateway blocks in turn,
-so that drift of the machine falls on both. Prints a table, writes JSON and a plot.
+Starts the synthetic upstream, a bare byte relay (the floor of the Python stack) and one gateway
+process per transport (``openai/bench`` pointed at the upstream through OPENAI_BASE_URL). For each
+concurrency and round it runs a block straight to the upstream, one through the relay and one
+through each gateway, in an order that turns each round, so drift of the machine falls on all of
+them. At one stream it also times a non-streamed request. Prints a table, writes JSON and a plot.
 Loopback only; every stream has a timeout, so the run is bounded.
 """
 
@@ -21,12 +24,14 @@ import httpx
 import uvloop
 
 from bench.loadgen import Result, request_bytes, run_block
-from bench.report import Block, Level, summarize, write_outputs
+from bench.report import DIRECT, RELAY, Block, Level, write_outputs
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
 STREAMS_EACH = {1: 20, 10: 8, 100: 5, 500: 3, 1000: 2}
 BODY = b'{"model":"openai/bench","stream":true,"messages":[{"role":"user","content":"hello"}]}'
+WHOLE_BODY = BODY.replace(b'"stream":true', b'"stream":false')
+TRANSPORTS = ("native", "aiohttp", "httpx")
 
 
 def free_port() -> int:
@@ -71,46 +76,83 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mb(pids: list[int]) -> float:
-    peaks = []
+def rss_mb(pids: list[int], field: str = "VmHWM:") -> float:
+    """The largest of the processes' peak (``VmHWM:``) or current (``VmRSS:``) resident sizes."""
+    sizes = []
     for pid in pids:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                peaks.append(int(line.split()[1]) / 1024)
-    return max(peaks, default=0.0)
+            if line.startswith(field):
+                sizes.append(int(line.split()[1]) / 1024)
+    return max(sizes, default=0.0)
 
 
-async def measure(
-    args: argparse.Namespace, upstream_port: int, gateway_port: int, gateway_pid: int, bare_port: int | None
-) -> list[Level]:
-    direct = request_bytes(HOST, upstream_port, BODY)
-    through = request_bytes(HOST, gateway_port, BODY)
-    await run_block(HOST, gateway_port, through, 4, 2, args.timeout)  # warm-up: imports, pools
-    await conversation_payloads(gateway_port, 4)  # warm-up: the store's connection and schema
+def start_gateway(
+    port: int, upstream_port: int, workdir: Path, name: str, config: str, **env: str
+) -> subprocess.Popen[bytes]:
+    """A gateway process in front of the upstream, its access log (LOG_LEVEL=info) in ``workdir``."""
+    path = workdir / f"{name}.yaml"
+    path.write_text(config)
+    environment = {
+        **os.environ,
+        "PORT": str(port),
+        "LOG_LEVEL": "info",
+        "GATEWAY_CONFIG": str(path),
+        "OPENAI_API_KEY": "bench",
+        "OPENAI_BASE_URL": f"http://{HOST}:{upstream_port}/v1",
+        "DATABASE_URL": f"sqlite:///{workdir}/{name}.db",
+        **env,
+    }
+    log = (workdir / f"{name}.log").open("wb")
+    command = [sys.executable, "-m", "app"]
+    return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+
+
+class Targets:
+    """Where a block of streams can go: the upstream itself, the relay, or a gateway; and their processes."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.ports: dict[str, int] = {DIRECT: upstream_port}
+        self.pids: dict[str, int] = {}
+
+    def add(self, name: str, port: int, pid: int) -> None:
+        self.ports[name], self.pids[name] = port, pid
+
+    def gateways(self) -> list[str]:
+        return [name for name in self.ports if name not in (DIRECT, RELAY)]
+
+    def turned(self, round_number: int) -> list[str]:
+        """The direct path first (every other row is measured against it), then the others in turn."""
+        others = [name for name in self.ports if name != DIRECT]
+        shift = round_number % len(others)
+        return [DIRECT, *others[shift:], *others[:shift]]
+
+
+async def measure(args: argparse.Namespace, targets: Targets) -> list[Level]:
+    for name in targets.gateways():  # warm-up: imports, pools, the store's connection and schema
+        await run_block(HOST, targets.ports[name], request_bytes(HOST, targets.ports[name], BODY), 4, 2, args.timeout)
+    if args.conversation_levels:
+        await conversation_payloads(targets.ports[targets.gateways()[0]], 4)
     spread = (args.ttft_ms + args.tokens * args.delay_ms) / 1000  # one stream's length
     levels = []
     for concurrency in args.levels:
         each = STREAMS_EACH.get(concurrency, 1)
         level = Level(concurrency)
-        for _ in range(args.rounds):
-            level.direct.append(await timed(direct, upstream_port, concurrency, each, args.timeout, spread))
-            if bare_port is not None:
-                bare = request_bytes(HOST, bare_port, BODY)
-                level.bare.append(await timed(bare, bare_port, concurrency, each, args.timeout, spread))
-            pids = process_tree(gateway_pid)
-            before = cpu_seconds(pids)
-            block = await timed(through, gateway_port, concurrency, each, args.timeout, spread)
-            block.cpu_seconds = cpu_seconds(pids) - before
-            level.gateway.append(block)
+        for round_number in range(args.rounds):
+            for name in targets.turned(round_number):
+                port = targets.ports[name]
+                block = await timed(targets, name, request_bytes(HOST, port, BODY), concurrency, each, args, spread)
+                level.blocks.setdefault(name, []).append(block)
+                if concurrency == 1:  # a whole answer, one at a time: its added latency
+                    whole = await timed(targets, name, request_bytes(HOST, port, WHOLE_BODY), 1, each, args, 0, True)
+                    level.whole.setdefault(name, []).append(whole)
             if concurrency in args.conversation_levels:
-                payloads = await conversation_payloads(gateway_port, concurrency)
-                before = cpu_seconds(pids)
-                block = await timed(payloads, gateway_port, concurrency, each, args.timeout, spread)
-                block.cpu_seconds = cpu_seconds(pids) - before
-                level.conversation.append(block)
-        level.peak_rss_mb = peak_rss_mb(process_tree(gateway_pid))
+                first = targets.gateways()[0]
+                payloads = await conversation_payloads(targets.ports[first], concurrency)
+                block = await timed(targets, first, payloads, concurrency, each, args, spread)
+                level.blocks.setdefault(f"{first}, conversation_id", []).append(block)
+        level.peak_rss_mb = {name: rss_mb(process_tree(pid)) for name, pid in targets.pids.items()}
         levels.append(level)
-        print(summarize(level, args.tokens).line(), flush=True)
+        print(f"{concurrency} streams measured", flush=True)
     return levels
 
 
@@ -123,11 +165,21 @@ async def conversation_payloads(port: int, clients: int) -> list[bytes]:
 
 
 async def timed(
-    payload: bytes | list[bytes], port: int, concurrency: int, each: int, stream_timeout: float, spread: float
+    targets: Targets,
+    name: str,
+    payload: bytes | list[bytes],
+    concurrency: int,
+    each: int,
+    args: argparse.Namespace,
+    spread: float,
+    whole: bool = False,
 ) -> Block:
-    start = time.perf_counter()
-    results: list[Result] = await run_block(HOST, port, payload, concurrency, each, stream_timeout, spread)
-    return Block(results, time.perf_counter() - start)
+    """One block of streams to ``name``, with the CPU its process tree spent meanwhile."""
+    pids = process_tree(targets.pids[name]) if name in targets.pids else []
+    cpu, start = cpu_seconds(pids), time.perf_counter()
+    port = targets.ports[name]
+    results: list[Result] = await run_block(HOST, port, payload, concurrency, each, args.timeout, spread, whole)
+    return Block(results, time.perf_counter() - start, cpu_seconds(pids) - cpu)
 
 
 def start_bare_relay(upstream_port: int) -> tuple[subprocess.Popen[bytes], int]:
@@ -138,68 +190,64 @@ def start_bare_relay(upstream_port: int) -> tuple[subprocess.Popen[bytes], int]:
     return relay, port
 
 
-def start_processes(
-    args: argparse.Namespace, workdir: Path
-) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], int, int]:
-    upstream_port, gateway_port = free_port(), free_port()
+def start_upstream(port: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
     shape = ["--ttft-ms", str(args.ttft_ms), "--delay-ms", str(args.delay_ms), "--tokens", str(args.tokens)]
-    upstream = subprocess.Popen(
-        [sys.executable, "-m", "bench.upstream", "--port", str(upstream_port), *shape], cwd=ROOT
-    )
-    config = workdir / "gateway.yaml"
-    config.write_text(f"http: {{transport: {args.transport}}}\n")
-    env = {
-        **os.environ,
-        "PORT": str(gateway_port),
-        "WORKERS": str(args.workers),
-        "LOG_LEVEL": "info",
-        "GATEWAY_CONFIG": str(config),
-        "OPENAI_API_KEY": "bench",
-        "OPENAI_BASE_URL": f"http://{HOST}:{upstream_port}/v1",
-        "DATABASE_URL": args.database_url or f"sqlite:///{workdir}/conversations.db",
-    }
-    log = (workdir / "gateway.log").open("wb")
-    gateway = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    wait_for_port(upstream_port, upstream, "the upstream")
-    wait_for_port(gateway_port, gateway, "the gateway")
-    return upstream, gateway, upstream_port, gateway_port
+    upstream = subprocess.Popen([sys.executable, "-m", "bench.upstream", "--port", str(port), *shape], cwd=ROOT)
+    wait_for_port(port, upstream, "the upstream")
+    return upstream
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Streaming benchmark: the gateway beside the direct path.")
-    parser.add_argument("--levels", type=int, nargs="+", default=[1, 10, 100, 500, 1000])
-    parser.add_argument("--rounds", type=int, default=2, help="direct/gateway block pairs per level")
-    parser.add_argument("--transport", default="aiohttp", help="what runs beneath httpx in the gateway")
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="The gateway beside the bare relay and the direct path.")
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 10, 100, 1000])
+    parser.add_argument("--rounds", type=int, default=2, help="blocks per target and level")
+    parser.add_argument("--transports", nargs="+", default=list(TRANSPORTS), choices=TRANSPORTS)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--ttft-ms", type=float, default=50)
     parser.add_argument("--delay-ms", type=float, default=5)
     parser.add_argument("--tokens", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=120, help="seconds one stream may take")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--bare-relay", action="store_true", help="also measure a bare byte relay, the floor")
+    parser.add_argument("--no-relay", action="store_true", help="leave out the bare relay")
     parser.add_argument(
         "--conversation-levels",
         type=int,
         nargs="*",
         default=[100],
-        help="levels that also get a row with a conversation_id on every request",
+        help="levels that also get a row (over the first transport) with a conversation_id on every request",
     )
     parser.add_argument("--database-url", help="the conversation store (default: SQLite in a scratch directory)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_arguments()
+    processes: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        upstream, gateway, upstream_port, gateway_port = start_processes(args, Path(tmp))
-        relay, bare_port = start_bare_relay(upstream_port) if args.bare_relay else (None, None)
         try:
+            upstream_port = free_port()
+            processes.append(start_upstream(upstream_port, args))
+            targets = Targets(upstream_port)
+            if not args.no_relay:
+                relay, relay_port = start_bare_relay(upstream_port)
+                processes.append(relay)
+                targets.add(RELAY, relay_port, relay.pid)
+            env = {"WORKERS": str(args.workers), **({"DATABASE_URL": args.database_url} if args.database_url else {})}
+            for transport in args.transports:
+                port = free_port()
+                config = f"http: {{transport: {transport}}}\n"
+                gateway = start_gateway(port, upstream_port, Path(tmp), transport, config, **env)
+                processes.append(gateway)
+                wait_for_port(port, gateway, f"the gateway over {transport}")
+                targets.add(f"gateway/{transport}", port, gateway.pid)
             print(
-                f"transport={args.transport} workers={args.workers} shape: ttft {args.ttft_ms} ms, "
+                f"transports: {' '.join(args.transports)}; workers={args.workers}; shape: ttft {args.ttft_ms} ms, "
                 f"{args.tokens} tokens {args.delay_ms} ms apart; cores: {os.cpu_count()}",
                 flush=True,
             )
-            levels = uvloop.run(measure(args, upstream_port, gateway_port, gateway.pid, bare_port))
+            levels = uvloop.run(measure(args, targets))
         finally:
-            for process in (relay, gateway, upstream):
-                if process is None:
-                    continue
+            for process in reversed(processes):
                 process.terminate()
                 process.wait(timeout=15)
     write_outputs(args, levels)

@@ -7,6 +7,7 @@ mean is ``providers._errors``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Generic, Protocol, TypeVar, cast
@@ -68,10 +69,28 @@ TRANSPORTS: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {
 }
 
 
+class NoCookies(httpx.Cookies):
+    """A jar that keeps nothing. One client serves every user of the gateway, so a cookie an upstream
+    set for one request would ride along on everyone's; and reading each response's Set-Cookie headers
+    through urllib's cookie machinery was one of a request's larger fixed costs."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
 def make_client(transport: str = "httpx") -> httpx.AsyncClient:
     """The one place clients are built: pool limits, keep-alive and timeouts, over the chosen transport."""
     # The native transport reads the proxy variables itself; httpx's own reading would route around it.
-    return httpx.AsyncClient(transport=TRANSPORTS[transport](), timeout=TIMEOUTS, trust_env=transport != "native")
+    client = httpx.AsyncClient(transport=TRANSPORTS[transport](), timeout=TIMEOUTS, trust_env=transport != "native")
+    client._cookies = NoCookies()  # the public setter would copy it into an ordinary jar
+    return client
+
+
+@functools.lru_cache(maxsize=512)
+def parsed_url(url: str) -> httpx.URL:
+    """An endpoint's URL, parsed once (httpx parses a string on every request, host checks included);
+    bounded, since a model name can be part of the URL."""
+    return httpx.URL(url)
 
 
 @asynccontextmanager
@@ -256,7 +275,12 @@ class HttpProvider:
         return common_error(body)
 
     def post(self, url: str, body: bytes) -> httpx.Request:
-        return httpx.Request("POST", url, headers=self.headers, content=body)
+        return httpx.Request("POST", parsed_url(url), headers=self.prepared_headers, content=body)
+
+    @functools.cached_property
+    def prepared_headers(self) -> httpx.Headers:
+        """``headers`` as httpx holds them, built at the first request: each request copies the list."""
+        return httpx.Headers(self.headers)
 
     def stream(
         self, request: ChatRequest, deployment: Deployment, original: Original | None = None

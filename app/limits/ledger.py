@@ -13,6 +13,7 @@ Windows: requests and tokens per minute slide over the last 60 s; days and month
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Protocol
 
 import msgspec
@@ -91,7 +92,14 @@ class Ledger(Protocol):
 
 
 def day_of(now: float) -> str:
-    return dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%d")
+    return day_named(int(now // 86400))
+
+
+@functools.lru_cache(maxsize=4)
+def day_named(day: int) -> str:
+    """A UTC day's date, for the day since the epoch: every model call settles into its day, and
+    formatting a date each time was one of a request's larger fixed costs."""
+    return dt.datetime.fromtimestamp(day * 86400, dt.UTC).strftime("%Y-%m-%d")
 
 
 def month_of(now: float) -> str:
