@@ -1,7 +1,8 @@
 """Where one request's fixed cost goes: a sampling profile (py-spy) of one gateway worker serving
 streams one after another, each as short as a stream gets (one token), so that what is left is what
-every request pays once (only samples that hold the GIL: a thread waiting is not cost): reading and checking the body, routing, building the upstream request, the
-clients beneath httpx, the access line, the metrics.
+every request pays once: reading and checking the body, routing, building the upstream request, the
+clients beneath httpx, the access line, the metrics. Only samples that hold the GIL count: a thread
+that waits costs nothing.
 
     python -m bench.profile --transport native --seconds 20
 

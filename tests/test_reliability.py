@@ -416,7 +416,7 @@ class TestSilentRoutes:
         response = await client.post(f"{server.url}/v1/chat/completions", json=body(silent, stream=False))
         assert response.status_code in (502, 504)
         assert vendor.wait_for_request(silent, count=2) == 2
-        time.sleep(0.1)  # a third would have been sent before the answer; give it time to be seen
+        await asyncio.sleep(0.1)  # a third would have been sent before the answer; give it time to be seen
         assert vendor.requests[silent] == 2
 
     async def test_fast_failures_keep_their_retries(

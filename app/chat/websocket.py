@@ -135,7 +135,7 @@ class ChatSocket:
                     record.cancelled = record.cancelled or running.exchange.phase
             finally:
                 self.in_flight.pop(request_id, None)
-                write_access_log(WS_SCOPE, record)
+                write_access_log(WS_SCOPE, record, request_id)
 
 
 async def chat_websocket(websocket: WebSocket) -> None:

@@ -14,11 +14,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import REQUEST_ID_KEY
 from app.ops import metrics
+from app.ops.logs import info_line
 from providers.base import Usage
 
 ACCESS_KEY = "gateway.access"
 SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
-log = structlog.get_logger("gateway.access")
 
 
 class AccessRecord:
@@ -126,10 +126,10 @@ class RequestContextMiddleware:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
-                write_access_log(scope, record)
+                write_access_log(scope, record, request_id)
 
 
-def write_access_log(scope: Scope, record: AccessRecord) -> None:
+def write_access_log(scope: Scope, record: AccessRecord, request_id: str) -> None:
     duration_ms = round((time.perf_counter() - record.start) * 1000, 2)
     fields: dict[str, object] = {
         "method": scope["method"],
@@ -164,7 +164,7 @@ def write_access_log(scope: Scope, record: AccessRecord) -> None:
         fields.update(record.notes)
     if record.content is not None:
         fields["messages"] = record.content
-    log.info("request", **fields)
+    info_line("request", fields, request_id)
     metrics.observe(
         scope["path"],
         record.status,

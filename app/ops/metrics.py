@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, multiprocess
 
@@ -38,6 +39,16 @@ UPSTREAM_ERRORS = Counter("gateway_upstream_errors", "Failures that ended a requ
 RETRIES = Counter("gateway_upstream_retries", "Retries of an upstream call, by what failed", ["provider", "kind"])
 CANCELLED = Counter("gateway_cancelled_streams", "Requests the client left before the end", ["route", "phase"])
 ROUTES: set[str] = set()  # filled from the spec at start-up
+CHILDREN: dict[tuple[object, ...], Any] = {}  # each metric's labelled child, found once per label values
+
+
+def child(metric: Counter | Histogram, *values: str) -> Any:
+    """``metric.labels(*values)``, kept: labels() checks, converts and locks on every call, and it was
+    most of what observing a request cost. The label values are bounded (see above), so is this."""
+    found = CHILDREN.get((metric, *values))
+    if found is None:
+        found = CHILDREN[(metric, *values)] = metric.labels(*values)
+    return found
 
 
 def observe(
@@ -55,13 +66,13 @@ def observe(
 ) -> None:
     route = path if path in ROUTES else "other"
     who = provider or "-"
-    REQUESTS.labels(route, model if provider else "-", who, str(status), key or "-").inc()
-    DURATION.labels(route, who).observe(seconds)
+    child(REQUESTS, route, (model or "-") if provider else "-", who, str(status), key or "-").inc()
+    child(DURATION, route, who).observe(seconds)
     if ttft_ms is not None:
-        TTFT.labels(route, who).observe(ttft_ms / 1000)
+        child(TTFT, route, who).observe(ttft_ms / 1000)
     if usage is not None:
-        TOKENS.labels("in", who).inc(usage.prompt_tokens)
-        TOKENS.labels("out", who).inc(usage.completion_tokens)
+        child(TOKENS, "in", who).inc(usage.prompt_tokens)
+        child(TOKENS, "out", who).inc(usage.completion_tokens)
     if provider is not None and error is not None:
         UPSTREAM_ERRORS.labels(who, error).inc()
     for kind in retry_kinds:
