@@ -74,11 +74,11 @@ def observe(
         child(TOKENS, "in", who).inc(usage.prompt_tokens)
         child(TOKENS, "out", who).inc(usage.completion_tokens)
     if provider is not None and error is not None:
-        UPSTREAM_ERRORS.labels(who, error).inc()
+        child(UPSTREAM_ERRORS, who, error).inc()
     for kind in retry_kinds:
-        RETRIES.labels(who, kind).inc()
+        child(RETRIES, who, kind).inc()
     if cancelled is not None:
-        CANCELLED.labels(route, cancelled).inc()
+        child(CANCELLED, route, cancelled).inc()
 
 
 def circuits(states: Iterable[tuple[tuple[str, str, str], str]]) -> None:

@@ -142,6 +142,20 @@ def test_the_client_pool_is_sized_above_the_promised_concurrency() -> None:
 
 
 @respx.mock
+async def test_a_cookie_one_upstream_answer_sets_is_not_sent_with_anyone_else_s_request() -> None:
+    route = respx.post("https://up.test/v1/chat/completions").mock(
+        return_value=httpx.Response(200, json={}, headers={"set-cookie": "__cf_bm=one-user; Path=/; Secure"})
+    )
+    client = make_client("httpx")  # the jar is the client's, above whichever transport
+    async with client:
+        for _ in range(2):
+            await client.send(httpx.Request("POST", "https://up.test/v1/chat/completions", content=b"{}"))
+    assert route.call_count == 2
+    assert "cookie" not in route.calls.last.request.headers
+    assert not client.cookies
+
+
+@respx.mock
 async def test_a_gzip_encoded_stream_is_decoded_before_parsing() -> None:
     respx.post("https://up.test/v1/chat/completions").mock(
         return_value=httpx.Response(
