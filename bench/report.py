@@ -55,7 +55,7 @@ class Row:
 
         t = self.ttft_ms
         return (
-            f"{self.concurrency:>5} {self.target:<26} {self.streams:>6} {t['p50']:>8.2f} {t['p99']:>8.2f} "
+            f"{self.concurrency:>5} {self.target:<32} {self.streams:>6} {t['p50']:>8.2f} {t['p99']:>8.2f} "
             f"{self.added_ttft_p50_ms:>+9.2f} {self.added_ttft_p99_ms:>+9.2f} {self.gap_p99_ms:>8.2f} "
             f"{self.total_time_ratio:>7.3f} {self.errors:>4} {number(self.cpu_ms_per_stream, '.2f'):>9} "
             f"{number(self.cpu_us_per_chunk, '.1f'):>8} {number(self.peak_rss_mb, '.1f'):>7}"
@@ -68,7 +68,7 @@ class Row:
 
 
 HEADER = (
-    "conc. target                     streams TTFT p50      p99 added p50 added p99  gap p99 total x  err "
+    "conc. target                           streams TTFT p50      p99 added p50 added p99  gap p99 total x  err "
     "cpu ms/st µs/chunk  RSS MB   whole: added p50 / p99\n" + "-" * 150
 )
 
